@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! User memory for KUnit cases: anonymous mappings in the test's own mm (`kunit_vm_mmap`).
+
+use crate::ffi::helpers::{MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+use kernel::{
+    bindings,
+    prelude::*,
+    uaccess::{UserPtr, UserSlice},
+};
+
+/// Maps `len` bytes of anonymous, private, read-write user memory for the running KUnit case.
+///
+/// KUnit unmaps it, and drops the mm it attached, when the case ends.
+pub(crate) fn map(len: usize) -> Result<UserPtr> {
+    // SAFETY: No preconditions; returns the running test or null outside of one.
+    let test = unsafe { bindings::kunit_get_current_test() };
+    if test.is_null() {
+        return Err(EINVAL);
+    }
+    let len = len.try_into()?;
+    // SAFETY: `test` is the running test, valid for its whole duration. A null `file` with
+    // `MAP_ANONYMOUS` asks for anonymous memory.
+    let addr = unsafe {
+        bindings::kunit_vm_mmap(
+            test,
+            core::ptr::null_mut(),
+            0,
+            len,
+            PROT_READ | PROT_WRITE,
+            MAP_ANONYMOUS | MAP_PRIVATE,
+            0,
+        )
+    };
+    // kunit_vm_mmap() returns 0 when it cannot attach an mm, else vm_mmap()'s address or -errno.
+    let addr: usize = addr.try_into()?;
+    if addr == 0 || addr > usize::MAX - bindings::MAX_ERRNO as usize {
+        return Err(ENOMEM);
+    }
+    Ok(UserPtr::from_addr(addr))
+}
+
+/// Writes `bytes` to user memory at `ptr`.
+pub(crate) fn put(ptr: UserPtr, bytes: &[u8]) -> Result {
+    UserSlice::new(ptr, bytes.len()).writer().write_slice(bytes)
+}
+
+/// Reads `len` bytes of user memory at `ptr`.
+pub(crate) fn get(ptr: UserPtr, len: usize) -> Result<KVec<u8>> {
+    let mut out = KVec::new();
+    UserSlice::new(ptr, len).read_all(&mut out, GFP_KERNEL)?;
+    Ok(out)
+}

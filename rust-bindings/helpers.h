@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Declarations of pindio's C helpers: one-line wrappers of kernel functions that are static
+ * inline in C, so Rust cannot call them and the kernel crate does not bind them (Linux 7.3).
+ * bindgen turns this header into rust-bindings/helpers_generated.rs; helpers.c defines them.
+ */
+#ifndef PINDIO_HELPERS_H
+#define PINDIO_HELPERS_H
+
+#include <linux/mman.h>
+#include <linux/uaccess.h>
+
+/* copy_struct_from_user(): extensible ioctl argument structs. */
+int pindio_copy_struct_from_user(void *dst, size_t ksize, const void __user *src, size_t usize);
+
+/*
+ * Macros the kernel crate does not bind, as constants bindgen can read (the PINDIO_CONST_ prefix
+ * is stripped): the mmap flags the KUnit suites map user memory with (kunit_vm_mmap()).
+ */
+#ifdef __BINDGEN__
+const unsigned long PINDIO_CONST_PROT_READ = PROT_READ;
+const unsigned long PINDIO_CONST_PROT_WRITE = PROT_WRITE;
+const unsigned long PINDIO_CONST_MAP_PRIVATE = MAP_PRIVATE;
+const unsigned long PINDIO_CONST_MAP_ANONYMOUS = MAP_ANONYMOUS;
+#endif
+
+#endif /* PINDIO_HELPERS_H */

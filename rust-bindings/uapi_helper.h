@@ -1,0 +1,10 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * bindgen input for the ABI, used by both the module (Kbuild) and the tools (tools/build.rs).
+ *
+ * bindgen cannot expand function-like macros such as _IOWR(), so each command number is also
+ * given here as a constant; the PINDIO_CONST_ prefix is stripped from the generated names.
+ */
+#include "../include/uapi/linux/pindio.h"
+
+const __u32 PINDIO_CONST_IOC_VERSION = PINDIO_IOC_VERSION;

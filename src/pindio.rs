@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! pindio: FOLL_PIN page extraction and direct I/O, driven through the `/dev/pindio` test device.
+//!
+//! The module registers the misc device; everything it does is reached through ioctls whose ABI
+//! is `include/uapi/linux/pindio.h`.
+
+use kernel::{
+    miscdevice::{MiscDeviceOptions, MiscDeviceRegistration},
+    prelude::*,
+};
+
+#[path = "../rust-bindings/ffi.rs"]
+mod ffi;
+
+mod abi;
+mod device;
+mod uarg;
+
+use ffi::uapi;
+
+module! {
+    type: Pindio,
+    name: "pindio",
+    authors: ["pindio developers"],
+    description: "FOLL_PIN page extraction and direct I/O test device",
+    license: "GPL",
+}
+
+#[pin_data]
+struct Pindio {
+    #[pin]
+    _misc: MiscDeviceRegistration<device::PindioFile>,
+}
+
+impl InPlaceModule for Pindio {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            _misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"pindio" }),
+        })
+    }
+}

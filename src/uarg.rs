@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Extensible ioctl argument structs, read and written back the way `copy_struct_from_user` does.
+//!
+//! Every argument struct of the uapi header starts with `__u32 size`. The size is read first,
+//! checked, and then the rest of the struct is copied from the bytes after it, so each user byte
+//! is read exactly once: a caller changing `size` concurrently cannot make the two reads disagree.
+
+use crate::abi::{self, AbiError};
+use crate::ffi::helpers;
+use crate::uapi::{self, pindio_version};
+use core::mem::size_of;
+use kernel::{
+    prelude::*,
+    transmute::{AsBytes, FromBytes},
+    uaccess::{UserPtr, UserSlice},
+};
+
+impl From<AbiError> for Error {
+    fn from(err: AbiError) -> Self {
+        match err {
+            AbiError::UnknownCommand => ENOTTY,
+            AbiError::TooSmall => EINVAL,
+            AbiError::TooBig => E2BIG,
+        }
+    }
+}
+
+/// Size of the leading `size` member of every argument struct.
+const SIZE_FIELD: usize = size_of::<u32>();
+
+/// An argument struct of the uapi header.
+///
+/// # Safety
+///
+/// Implementers are `#[repr(C)]` structs of integer members with no padding (so every byte
+/// pattern is valid and every byte is initialised), whose first member is `__u32 size`, and whose
+/// `SIZE_VER0` is the size the header first published.
+pub(crate) unsafe trait ExtStruct: FromBytes + AsBytes + Default {
+    /// The first published size (`PINDIO_<NAME>_SIZE_VER0`).
+    const SIZE_VER0: usize;
+}
+
+// No padding in `struct pindio_version`: its size is the sum of its members.
+const _: () = assert!(size_of::<pindio_version>() == 2 * size_of::<u32>() + size_of::<u64>());
+// SAFETY: `struct pindio_version` is `#[repr(C)]` with members `u32, u32, u64`: no padding, every
+// byte pattern valid.
+unsafe impl FromBytes for pindio_version {}
+// SAFETY: As above: no padding, so every byte is initialised.
+unsafe impl AsBytes for pindio_version {}
+// SAFETY: The struct has the layout above and starts with `__u32 size`; its first published
+// size is `PINDIO_VERSION_SIZE_VER0`.
+unsafe impl ExtStruct for pindio_version {
+    const SIZE_VER0: usize = uapi::PINDIO_VERSION_SIZE_VER0 as usize;
+}
+
+/// An argument struct read from user space, remembering where it came from and how large the
+/// caller said it is, so it can be written back once.
+pub(crate) struct ExtArg<T: ExtStruct> {
+    ptr: UserPtr,
+    user_size: usize,
+    /// The kernel's copy. Members the caller does not know are zero.
+    pub(crate) val: T,
+}
+
+impl<T: ExtStruct> ExtArg<T> {
+    /// Reads the struct at `ptr`.
+    ///
+    /// Fails with `EFAULT` on bad memory, `EINVAL` if `size` is below `T::SIZE_VER0`, `E2BIG` if it
+    /// is above `PINDIO_STRUCT_SIZE_MAX` or if bytes past the kernel's struct are not zero.
+    pub(crate) fn read(ptr: UserPtr) -> Result<Self> {
+        let size = UserSlice::new(ptr, SIZE_FIELD).reader().read::<u32>()?;
+        let user_size = abi::check_struct_size(size, T::SIZE_VER0)?;
+        let mut val = T::default();
+        // `ExtStruct` guarantees the leading `__u32 size`, so neither split can fail.
+        let (head, rest) = val
+            .as_bytes_mut()
+            .split_at_mut_checked(SIZE_FIELD)
+            .ok_or(EINVAL)?;
+        head.copy_from_slice(&size.to_ne_bytes());
+        let rest_size = user_size.checked_sub(SIZE_FIELD).ok_or(EINVAL)?;
+        copy_struct_from_user(rest, ptr.wrapping_byte_add(SIZE_FIELD), rest_size)?;
+        Ok(Self {
+            ptr,
+            user_size,
+            val,
+        })
+    }
+
+    /// Writes the struct back: the first `min(size, size_of::<T>())` bytes, so a caller with an
+    /// older, smaller struct gets no more than it asked for.
+    pub(crate) fn write_back(self) -> Result {
+        let len = self.user_size.min(size_of::<T>());
+        let bytes = self.val.as_bytes().get(..len).ok_or(EINVAL)?;
+        UserSlice::new(self.ptr, len).writer().write_slice(bytes)
+    }
+}
+
+/// Copies a `usize`-byte user struct into `dst` (`copy_struct_from_user()`): a shorter user struct
+/// leaves the rest of `dst` zero, a longer one must have only zero bytes past `dst.len()`.
+fn copy_struct_from_user(dst: &mut [u8], src: UserPtr, usize: usize) -> Result {
+    // SAFETY: `dst` is valid for writes of `dst.len()` bytes for the duration of the call; `src` is
+    // a user pointer, which the helper accesses only through `copy_from_user`/`check_zeroed_user`,
+    // and those fail with `EFAULT` on bad user memory instead of faulting.
+    let ret = unsafe {
+        helpers::pindio_copy_struct_from_user(
+            dst.as_mut_ptr().cast(),
+            dst.len(),
+            src.as_const_ptr(),
+            usize,
+        )
+    };
+    kernel::error::to_result(ret)
+}

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The in-guest test program: drives `/dev/pindio` and prints KTAP.
+//!
+//! Usage: `pindio-test [case...]` (all cases when none is named). Exits non-zero if any failed.
+
+use anyhow::{bail, ensure, Context, Result};
+use pindio::{
+    ktap::{self, Case},
+    uapi, Device, ExtStruct,
+};
+use std::{io, mem::size_of, os::unix::fs::FileTypeExt, os::unix::fs::PermissionsExt, ptr};
+
+fn device() -> Result<Device> {
+    Device::open().context("open /dev/pindio")
+}
+
+/// Expects `result` to be the error `errno`.
+fn expect_errno<T: std::fmt::Debug>(result: io::Result<T>, errno: i32, what: &str) -> Result<()> {
+    match result {
+        Err(err) if err.raw_os_error() == Some(errno) => Ok(()),
+        Err(err) => bail!("{what}: expected errno {errno}, got {err}"),
+        Ok(v) => bail!("{what}: expected errno {errno}, got success ({v:?})"),
+    }
+}
+
+/// A `struct pindio_version` of `size` bytes as a caller with a different header would pass it:
+/// the known fields followed by `size - 16` bytes of `tail`.
+fn version_buffer(size: u32, tail: u8) -> Vec<u8> {
+    let mut buf = vec![tail; size.max(4) as usize];
+    buf[..4].copy_from_slice(&size.to_ne_bytes());
+    for b in buf.iter_mut().take(size_of::<uapi::pindio_version>()).skip(4) {
+        *b = 0;
+    }
+    buf
+}
+
+fn version_raw(dev: &Device, buf: &mut [u8]) -> io::Result<i32> {
+    // SAFETY: `buf` is live and writable for its whole length, and its `size` member never says
+    // more than that length.
+    unsafe { dev.ioctl_raw(uapi::PINDIO_IOC_VERSION, buf.as_mut_ptr().cast()) }
+}
+
+fn device_node() -> Result<()> {
+    let meta = std::fs::metadata(pindio::DEVICE_PATH).context("stat /dev/pindio")?;
+    ensure!(meta.file_type().is_char_device(), "not a character device");
+    let mode = meta.permissions().mode() & 0o7777;
+    ensure!(mode == 0o600, "mode is {mode:o}, expected 600");
+    Ok(())
+}
+
+fn version() -> Result<()> {
+    let v = device()?.version().context("PINDIO_IOC_VERSION")?;
+    ensure!(
+        v.abi_version == pindio::ABI_VERSION,
+        "ABI version {}, this program was built for {}",
+        v.abi_version,
+        pindio::ABI_VERSION
+    );
+    ensure!(
+        v.features == pindio::FEATURES,
+        "features {:#x}, expected {:#x}",
+        v.features,
+        pindio::FEATURES
+    );
+    ensure!(v.size == uapi::PINDIO_VERSION_SIZE_VER0, "size changed to {}", v.size);
+    Ok(())
+}
+
+fn unknown_ioctl_enotty() -> Result<()> {
+    let dev = device()?;
+    let version = uapi::PINDIO_IOC_VERSION;
+    let cases = [
+        (version + 0x7f, "unknown command number"),
+        (version ^ (1 << 8), "another ioctl type"),
+        (version & !(3 << 30), "wrong direction (_IOC_NONE)"),
+        (0x5401, "TCGETS"),
+    ];
+    for (cmd, what) in cases {
+        let mut v = uapi::pindio_version::sized();
+        expect_errno(dev.ioctl(cmd, &mut v), libc::ENOTTY, what)?;
+    }
+    Ok(())
+}
+
+fn version_short_struct_einval() -> Result<()> {
+    let dev = device()?;
+    for size in [0u32, 4, uapi::PINDIO_VERSION_SIZE_VER0 - 1] {
+        let mut buf = version_buffer(size, 0);
+        buf.resize(size_of::<uapi::pindio_version>(), 0);
+        expect_errno(version_raw(&dev, &mut buf), libc::EINVAL, &format!("size {size}"))?;
+    }
+    Ok(())
+}
+
+fn version_oversized_struct() -> Result<()> {
+    let dev = device()?;
+    // A newer caller: zero tail is accepted, and the kernel writes nothing past its own struct.
+    let mut buf = version_buffer(64, 0);
+    version_raw(&dev, &mut buf).context("64-byte struct with zero tail")?;
+    ensure!(buf[16..].iter().all(|&b| b == 0), "kernel wrote past its struct");
+    ensure!(u32::from_ne_bytes(buf[4..8].try_into()?) == pindio::ABI_VERSION);
+    // Unknown non-zero bytes: E2BIG.
+    let mut buf = version_buffer(64, 0);
+    buf[40] = 1;
+    expect_errno(version_raw(&dev, &mut buf), libc::E2BIG, "non-zero tail")?;
+    // Larger than PINDIO_STRUCT_SIZE_MAX: E2BIG without reading it.
+    let mut buf = version_buffer(uapi::PINDIO_STRUCT_SIZE_MAX + 1, 0);
+    expect_errno(version_raw(&dev, &mut buf), libc::E2BIG, "size above the maximum")?;
+    Ok(())
+}
+
+fn version_bad_pointer_efault() -> Result<()> {
+    let dev = device()?;
+    // SAFETY: A null pointer: the kernel must fail the copy, nothing is written.
+    expect_errno(
+        unsafe { dev.ioctl_raw(uapi::PINDIO_IOC_VERSION, ptr::null_mut()) },
+        libc::EFAULT,
+        "null argument",
+    )?;
+    // SAFETY: A kernel address: copy_from_user refuses it.
+    expect_errno(
+        unsafe { dev.ioctl_raw(uapi::PINDIO_IOC_VERSION, usize::MAX as *mut libc::c_void) },
+        libc::EFAULT,
+        "kernel address",
+    )
+}
+
+const CASES: &[Case] = &[
+    Case { name: "device_node_mode_0600", run: device_node },
+    Case { name: "version", run: version },
+    Case { name: "unknown_ioctl_enotty", run: unknown_ioctl_enotty },
+    Case { name: "version_short_struct_einval", run: version_short_struct_einval },
+    Case { name: "version_oversized_struct", run: version_oversized_struct },
+    Case { name: "version_bad_pointer_efault", run: version_bad_pointer_efault },
+];
+
+fn main() {
+    let filter: Vec<String> = std::env::args().skip(1).collect();
+    let failed = ktap::run(CASES, &filter);
+    std::process::exit(if failed == 0 { 0 } else { 1 });
+}

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A small KTAP (version 1) harness: runs cases in order and reports each as `ok` / `not ok`,
+//! with the reason of a failure as `#` diagnostic lines, as `kunit.py parse` expects.
+
+use std::io::Write;
+
+/// One test case.
+pub struct Case {
+    /// The KTAP name of the case (no spaces).
+    pub name: &'static str,
+    /// The case itself: an error is a failure, its chain of causes the diagnostic.
+    pub run: fn() -> anyhow::Result<()>,
+}
+
+/// Runs `cases` (only those named in `filter`, unless it is empty) and prints KTAP to stdout.
+///
+/// Returns the number of failed cases.
+pub fn run(cases: &[Case], filter: &[String]) -> usize {
+    let selected: Vec<&Case> = cases
+        .iter()
+        .filter(|case| filter.is_empty() || filter.iter().any(|f| f == case.name))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "KTAP version 1\n1..{}", selected.len());
+    let mut failed = 0;
+    for (i, case) in selected.iter().enumerate() {
+        let _ = out.flush();
+        match (case.run)() {
+            Ok(()) => {
+                let _ = writeln!(out, "ok {} {}", i + 1, case.name);
+            }
+            Err(err) => {
+                failed += 1;
+                for line in format!("{err:#}").lines() {
+                    let _ = writeln!(out, "# {}: {line}", case.name);
+                }
+                let _ = writeln!(out, "not ok {} {}", i + 1, case.name);
+            }
+        }
+    }
+    let _ = out.flush();
+    failed
+}
