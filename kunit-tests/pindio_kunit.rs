@@ -10,8 +10,10 @@ use kernel::prelude::*;
 #[path = "../rust-bindings/ffi.rs"]
 mod ffi;
 
+#[allow(dead_code, reason = "the suites use only part of the module's code")]
 #[path = "../src/abi.rs"]
 mod abi;
+#[allow(dead_code, reason = "the suites use only part of the module's code")]
 #[path = "../src/uarg.rs"]
 mod uarg;
 
@@ -32,6 +34,29 @@ struct PindioKunit;
 impl kernel::Module for PindioKunit {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         Ok(PindioKunit)
+    }
+}
+
+#[kunit_tests(pindio_abi)]
+mod abi_tests {
+    use crate::abi::{self, AbiError, Command};
+    use crate::uapi::PINDIO_IOC_VERSION;
+    use kernel::prelude::*;
+
+    #[test]
+    fn each_refusal_has_its_errno() {
+        assert_eq!(Error::from(AbiError::UnknownCommand), ENOTTY);
+        assert_eq!(Error::from(AbiError::TooSmall), EINVAL);
+        assert_eq!(Error::from(AbiError::TooBig), E2BIG);
+    }
+
+    #[test]
+    fn decodes_the_header_command_numbers() {
+        assert_eq!(abi::decode(PINDIO_IOC_VERSION), Ok(Command::Version));
+        assert_eq!(
+            abi::decode(PINDIO_IOC_VERSION + 1).map_err(Error::from),
+            Err(ENOTTY)
+        );
     }
 }
 
@@ -59,7 +84,10 @@ mod uarg_tests {
     #[test]
     fn reads_struct_of_exact_size() -> Result {
         let page = user_mem::map(PAGE_SIZE)?;
-        user_mem::put(page, &version_bytes(PINDIO_VERSION_SIZE_VER0, 7, 0x1234, &[])?)?;
+        user_mem::put(
+            page,
+            &version_bytes(PINDIO_VERSION_SIZE_VER0, 7, 0x1234, &[])?,
+        )?;
         let v = read_version(page)?;
         assert_eq!(v.size, PINDIO_VERSION_SIZE_VER0);
         assert_eq!(v.abi_version, 7);
@@ -119,13 +147,19 @@ mod uarg_tests {
         let page = user_mem::map(PAGE_SIZE)?;
         // A caller whose struct is only the first published size, with other data right after.
         let guard = [0xa5u8; 8];
-        user_mem::put(page, &version_bytes(PINDIO_VERSION_SIZE_VER0, 0, 0, &guard)?)?;
+        user_mem::put(
+            page,
+            &version_bytes(PINDIO_VERSION_SIZE_VER0, 0, 0, &guard)?,
+        )?;
         let mut arg = ExtArg::<pindio_version>::read(page)?;
         arg.val.abi_version = 3;
         arg.val.features = u64::MAX;
         arg.write_back()?;
         let after = user_mem::get(page, 24)?;
-        assert_eq!(&after[..], &version_bytes(PINDIO_VERSION_SIZE_VER0, 3, u64::MAX, &guard)?[..]);
+        assert_eq!(
+            &after[..],
+            &version_bytes(PINDIO_VERSION_SIZE_VER0, 3, u64::MAX, &guard)?[..]
+        );
         Ok(())
     }
 }

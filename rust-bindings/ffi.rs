@@ -9,6 +9,7 @@
 /// The ioctl ABI, generated from `include/uapi/linux/pindio.h` via `uapi_helper.h`.
 #[allow(
     dead_code,
+    unreachable_pub,
     non_camel_case_types,
     non_upper_case_globals,
     non_snake_case,
@@ -23,6 +24,8 @@ pub(crate) mod uapi {
 /// pindio's C helpers for static inline kernel functions, generated from `helpers.h`.
 #[allow(
     dead_code,
+    unreachable_pub,
+    unused_imports,
     non_camel_case_types,
     non_upper_case_globals,
     non_snake_case,

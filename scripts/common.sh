@@ -4,7 +4,8 @@
 # PINDIO_CACHE   where kernels, tools and initramfs images are kept (default ~/.cache/pindio)
 # PINDIO_KVER    the Debian linux-source-<ver> to build the test kernel from (default 7.3)
 
-PINDIO_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PINDIO_TOP=$(cd "$SCRIPT_DIR/.." && pwd)
 PINDIO_CACHE=${PINDIO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pindio}
 PINDIO_KVER=${PINDIO_KVER:-7.3}
 PINDIO_TOOLS=$PINDIO_CACHE/tools

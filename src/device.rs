@@ -23,7 +23,7 @@ impl MiscDevice for PindioFile {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        KBox::new(PindioFile, GFP_KERNEL)
+        Ok(KBox::new(PindioFile, GFP_KERNEL)?)
     }
 
     fn ioctl(me: &PindioFile, _file: &File, cmd: u32, arg: usize) -> Result<isize> {

@@ -8,6 +8,7 @@
 use kernel::{
     miscdevice::{MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
+    InPlaceModule,
 };
 
 #[path = "../rust-bindings/ffi.rs"]

@@ -24,7 +24,10 @@ pub mod uapi {
 }
 
 /// The module's pure ABI rules (`src/abi.rs`), shared so that `cargo test` covers them.
-#[allow(dead_code, reason = "the tools use part of it; its tests cover all of it")]
+#[allow(
+    dead_code,
+    reason = "the tools use part of it; its tests cover all of it"
+)]
 #[path = "../../src/abi.rs"]
 mod abi;
 
@@ -116,10 +119,12 @@ pub fn feature_words(features: u64) -> Vec<String> {
     (0..64)
         .map(|bit| 1u64 << bit)
         .filter(|mask| features & mask != 0)
-        .map(|mask| match FEATURE_NAMES.iter().find(|(m, _)| *m == mask) {
-            Some((_, name)) => (*name).to_string(),
-            None => format!("unknown feature bit {}", mask.trailing_zeros()),
-        })
+        .map(
+            |mask| match FEATURE_NAMES.iter().find(|(m, _)| *m == mask) {
+                Some((_, name)) => (*name).to_string(),
+                None => format!("unknown feature bit {}", mask.trailing_zeros()),
+            },
+        )
         .collect()
 }
 

@@ -29,7 +29,11 @@ fn expect_errno<T: std::fmt::Debug>(result: io::Result<T>, errno: i32, what: &st
 fn version_buffer(size: u32, tail: u8) -> Vec<u8> {
     let mut buf = vec![tail; size.max(4) as usize];
     buf[..4].copy_from_slice(&size.to_ne_bytes());
-    for b in buf.iter_mut().take(size_of::<uapi::pindio_version>()).skip(4) {
+    for b in buf
+        .iter_mut()
+        .take(size_of::<uapi::pindio_version>())
+        .skip(4)
+    {
         *b = 0;
     }
     buf
@@ -63,7 +67,11 @@ fn version() -> Result<()> {
         v.features,
         pindio::FEATURES
     );
-    ensure!(v.size == uapi::PINDIO_VERSION_SIZE_VER0, "size changed to {}", v.size);
+    ensure!(
+        v.size == uapi::PINDIO_VERSION_SIZE_VER0,
+        "size changed to {}",
+        v.size
+    );
     Ok(())
 }
 
@@ -88,7 +96,11 @@ fn version_short_struct_einval() -> Result<()> {
     for size in [0u32, 4, uapi::PINDIO_VERSION_SIZE_VER0 - 1] {
         let mut buf = version_buffer(size, 0);
         buf.resize(size_of::<uapi::pindio_version>(), 0);
-        expect_errno(version_raw(&dev, &mut buf), libc::EINVAL, &format!("size {size}"))?;
+        expect_errno(
+            version_raw(&dev, &mut buf),
+            libc::EINVAL,
+            &format!("size {size}"),
+        )?;
     }
     Ok(())
 }
@@ -98,7 +110,10 @@ fn version_oversized_struct() -> Result<()> {
     // A newer caller: zero tail is accepted, and the kernel writes nothing past its own struct.
     let mut buf = version_buffer(64, 0);
     version_raw(&dev, &mut buf).context("64-byte struct with zero tail")?;
-    ensure!(buf[16..].iter().all(|&b| b == 0), "kernel wrote past its struct");
+    ensure!(
+        buf[16..].iter().all(|&b| b == 0),
+        "kernel wrote past its struct"
+    );
     ensure!(u32::from_ne_bytes(buf[4..8].try_into()?) == pindio::ABI_VERSION);
     // Unknown non-zero bytes: E2BIG.
     let mut buf = version_buffer(64, 0);
@@ -106,7 +121,11 @@ fn version_oversized_struct() -> Result<()> {
     expect_errno(version_raw(&dev, &mut buf), libc::E2BIG, "non-zero tail")?;
     // Larger than PINDIO_STRUCT_SIZE_MAX: E2BIG without reading it.
     let mut buf = version_buffer(uapi::PINDIO_STRUCT_SIZE_MAX + 1, 0);
-    expect_errno(version_raw(&dev, &mut buf), libc::E2BIG, "size above the maximum")?;
+    expect_errno(
+        version_raw(&dev, &mut buf),
+        libc::E2BIG,
+        "size above the maximum",
+    )?;
     Ok(())
 }
 
@@ -127,12 +146,30 @@ fn version_bad_pointer_efault() -> Result<()> {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "device_node_mode_0600", run: device_node },
-    Case { name: "version", run: version },
-    Case { name: "unknown_ioctl_enotty", run: unknown_ioctl_enotty },
-    Case { name: "version_short_struct_einval", run: version_short_struct_einval },
-    Case { name: "version_oversized_struct", run: version_oversized_struct },
-    Case { name: "version_bad_pointer_efault", run: version_bad_pointer_efault },
+    Case {
+        name: "device_node_mode_0600",
+        run: device_node,
+    },
+    Case {
+        name: "version",
+        run: version,
+    },
+    Case {
+        name: "unknown_ioctl_enotty",
+        run: unknown_ioctl_enotty,
+    },
+    Case {
+        name: "version_short_struct_einval",
+        run: version_short_struct_einval,
+    },
+    Case {
+        name: "version_oversized_struct",
+        run: version_oversized_struct,
+    },
+    Case {
+        name: "version_bad_pointer_efault",
+        run: version_bad_pointer_efault,
+    },
 ];
 
 fn main() {

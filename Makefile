@@ -1,0 +1,94 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# pindio: entry points. Kbuild reads `Kbuild` for the module itself; see README.md.
+#
+#   make          set up what is missing, build the test kernel (cached), the modules and tools
+#   make test     host tests + KUnit and user tests in QEMU; last line "N passed, N failed"
+#   make run      boot QEMU, load the module and show what it does with the CLI
+#   make shell    boot QEMU to an interactive shell with the module loaded
+#   make kernel   build (or reuse) the cached test kernel only
+#   make setup    install what is missing (Debian packages, bindgen)
+#   make clippy   clippy over the module (through Kbuild) and the tools
+#   make fmt      rustfmt everything; make fmt-check only checks
+#   make clean    remove build artefacts from the tree (not the cache)
+#
+# KDIR=<tree> builds against your own Rust-enabled, already built kernel tree instead.
+
+SHELL := /bin/bash
+TOP := $(CURDIR)
+SCRIPTS := $(TOP)/scripts
+OUT := $(TOP)/out
+
+# The kernel-side toolchain (see scripts/common.sh); each can be overridden on the command line.
+LLVM ?= -19
+KRUSTC ?= /usr/bin/rustc
+BINDGEN ?= $(shell . $(SCRIPTS)/common.sh && echo $$BINDGEN)
+RUST_LIB_SRC ?= $(shell . $(SCRIPTS)/common.sh && kernel_rust_lib_src)
+KBUILD_VARS = LLVM=$(LLVM) RUSTC=$(KRUSTC) BINDGEN=$(BINDGEN) RUST_LIB_SRC=$(RUST_LIB_SRC) \
+	LIBCLANG_PATH=/usr/lib/llvm$(LLVM)/lib
+
+ifeq ($(origin KDIR),undefined)
+OWN_KDIR :=
+KDIR = $(shell $(SCRIPTS)/kernel --print-dir)
+else
+OWN_KDIR := 1
+endif
+
+# User space: the rustup toolchain, statically linked so it runs from the initramfs.
+CARGO ?= cargo
+TOOLS_TARGET := x86_64-unknown-linux-gnu
+TOOLS_BIN := $(TOP)/tools/target/$(TOOLS_TARGET)/release
+CARGO_ENV := env -u RUSTC LIBCLANG_PATH=/usr/lib/llvm$(LLVM)/lib
+
+export PINDIO_KDIR_OVERRIDE := $(if $(OWN_KDIR),$(KDIR))
+
+.PHONY: all setup kernel module tools test run shell clippy fmt fmt-check clean host-test
+
+all: module tools
+
+setup:
+	@$(SCRIPTS)/setup
+
+kernel: setup
+ifeq ($(OWN_KDIR),)
+	@$(SCRIPTS)/kernel >/dev/null
+else
+	@echo "pindio: using your kernel tree KDIR=$(KDIR)"
+endif
+
+module: kernel
+	$(MAKE) -C $(KDIR) M=$(TOP) $(KBUILD_VARS) $(if $(CLIPPY),CLIPPY=1) modules
+
+tools: setup
+	cd tools && RUSTFLAGS='-C target-feature=+crt-static' $(CARGO_ENV) \
+		$(CARGO) build --release --locked --target $(TOOLS_TARGET)
+
+host-test: setup
+	cd tools && $(CARGO_ENV) $(CARGO) test --locked
+
+test: all
+	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) CARGO="$(CARGO_ENV) $(CARGO)" $(SCRIPTS)/test
+
+run: all
+	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/qemu run
+
+shell: all
+	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/qemu shell
+
+clippy: kernel
+	$(MAKE) -C $(KDIR) M=$(TOP) $(KBUILD_VARS) CLIPPY=1 modules
+	cd tools && $(CARGO_ENV) $(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	rustfmt --edition 2021 src/pindio.rs kunit-tests/pindio_kunit.rs
+	cd tools && $(CARGO) fmt
+
+fmt-check:
+	rustfmt --edition 2021 --check src/pindio.rs kunit-tests/pindio_kunit.rs
+	cd tools && $(CARGO) fmt --check
+
+clean:
+	-[ -d "$(KDIR)" ] && $(MAKE) -C $(KDIR) M=$(TOP) clean
+	rm -f rust-bindings/*_generated.rs
+	rm -rf $(OUT)
+	cd tools && $(CARGO) clean
