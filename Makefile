@@ -22,9 +22,11 @@ OUT := $(TOP)/out
 # The kernel-side toolchain (see scripts/common.sh); each can be overridden on the command line.
 LLVM ?= -19
 KRUSTC ?= /usr/bin/rustc
+KCLIPPY ?= /usr/bin/clippy-driver
 BINDGEN ?= $(shell . $(SCRIPTS)/common.sh && echo $$BINDGEN)
 RUST_LIB_SRC ?= $(shell . $(SCRIPTS)/common.sh && kernel_rust_lib_src)
-KBUILD_VARS = LLVM=$(LLVM) RUSTC=$(KRUSTC) BINDGEN=$(BINDGEN) RUST_LIB_SRC=$(RUST_LIB_SRC) \
+KBUILD_VARS = LLVM=$(LLVM) RUSTC=$(KRUSTC) CLIPPY_DRIVER=$(KCLIPPY) BINDGEN=$(BINDGEN) \
+	RUST_LIB_SRC=$(RUST_LIB_SRC) \
 	LIBCLANG_PATH=/usr/lib/llvm$(LLVM)/lib
 
 ifeq ($(origin KDIR),undefined)

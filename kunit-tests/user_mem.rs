@@ -18,7 +18,6 @@ pub(crate) fn map(len: usize) -> Result<UserPtr> {
     if test.is_null() {
         return Err(EINVAL);
     }
-    let len = len.try_into()?;
     // SAFETY: `test` is the running test, valid for its whole duration. A null `file` with
     // `MAP_ANONYMOUS` asks for anonymous memory.
     let addr = unsafe {
@@ -33,8 +32,8 @@ pub(crate) fn map(len: usize) -> Result<UserPtr> {
         )
     };
     // kunit_vm_mmap() returns 0 when it cannot attach an mm, else vm_mmap()'s address or -errno.
-    let addr: usize = addr.try_into()?;
-    if addr == 0 || addr > usize::MAX - bindings::MAX_ERRNO as usize {
+    let max_errno = usize::try_from(bindings::MAX_ERRNO)?;
+    if addr == 0 || addr > usize::MAX - max_errno {
         return Err(ENOMEM);
     }
     Ok(UserPtr::from_addr(addr))
