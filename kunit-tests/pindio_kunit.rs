@@ -17,6 +17,14 @@ mod abi;
 #[path = "../src/uarg.rs"]
 mod uarg;
 
+#[allow(dead_code, reason = "the suites use only part of the module's code")]
+#[path = "../src/extract.rs"]
+mod extract;
+#[allow(dead_code, reason = "the suites use only part of the module's code")]
+#[path = "../src/segments.rs"]
+mod segments;
+
+mod extract_tests;
 mod user_mem;
 
 use ffi::uapi;

@@ -50,3 +50,23 @@ pub(crate) fn get(ptr: UserPtr, len: usize) -> Result<KVec<u8>> {
     UserSlice::new(ptr, len).read_all(&mut out, GFP_KERNEL)?;
     Ok(out)
 }
+
+/// Unmaps `len` bytes at `ptr` of the test's mm (to make holes in a mapping).
+pub(crate) fn unmap(ptr: UserPtr, len: usize) -> Result {
+    // SAFETY: vm_munmap works on `current->mm`, the test's own; any range is valid to ask for.
+    kernel::error::to_result(unsafe { bindings::vm_munmap(ptr.as_const_ptr() as usize, len) })
+}
+
+/// Fills `len` bytes at `ptr` with [`pattern`] bytes.
+pub(crate) fn fill(ptr: UserPtr, len: usize) -> Result {
+    let mut bytes = KVec::with_capacity(len, GFP_KERNEL)?;
+    for i in 0..len {
+        bytes.push(pattern(i), GFP_KERNEL)?;
+    }
+    put(ptr, &bytes)
+}
+
+/// The byte [`fill`] puts at offset `i`.
+pub(crate) fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}

@@ -26,6 +26,7 @@ pub(crate) mod uapi {
     dead_code,
     unreachable_pub,
     unused_imports,
+    improper_ctypes,
     non_camel_case_types,
     non_upper_case_globals,
     non_snake_case,

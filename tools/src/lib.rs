@@ -31,6 +31,11 @@ pub mod uapi {
 #[path = "../../src/abi.rs"]
 mod abi;
 
+/// The module's page arithmetic (`src/segments.rs`), shared so that `cargo test` covers it.
+#[allow(dead_code, reason = "only its tests use it here")]
+#[path = "../../src/segments.rs"]
+mod segments;
+
 pub mod ktap;
 
 /// The ABI version the module built from this tree implements.

@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit suite for `src/extract.rs`: listing kernel pages, pinning user pages, releasing them.
+//! Modelled on `lib/tests/kunit_iov_iter.c`.
+
+use kernel::prelude::*;
+
+#[kunit_tests(pindio_extract)]
+mod tests {
+    use crate::extract::{
+        Batch, Dir, HeapSlots, KernelPages, PageSlots, Release, StackSlots, UserPages, STACK_PAGES,
+    };
+    use crate::ffi::helpers::pindio_page_maybe_dma_pinned;
+    use crate::user_mem::{self, pattern};
+    use kernel::{
+        bindings,
+        page::{Page, PAGE_SIZE},
+        prelude::*,
+        uaccess::UserPtr,
+    };
+
+    /// Whether `page` holds FOLL_PIN pins.
+    fn pinned(page: *mut bindings::page) -> bool {
+        // SAFETY: The callers pass pages that are still mapped (and so valid) in the test's mm or
+        // owned by the test.
+        unsafe { pindio_page_maybe_dma_pinned(page) }
+    }
+
+    /// Walks `batch`, checks each segment's bytes against `expect(byte_index)`, and returns the
+    /// raw pages (to check their pin state after the batch is gone) and the bytes covered.
+    fn walk<S: PageSlots, R: Release>(
+        batch: &mut Batch<S, R>,
+        start: usize,
+        expect: impl Fn(usize) -> u8,
+        pages: &mut KVec<*mut bindings::page>,
+    ) -> Result<usize> {
+        let mut at = start;
+        let mut buf = [0u8; PAGE_SIZE];
+        for (page, offset, len) in batch.segments() {
+            // SAFETY: `buf` has room for `len <= PAGE_SIZE` bytes; nothing writes the page now.
+            unsafe { page.read_raw(buf.as_mut_ptr(), offset, len)? };
+            for (i, b) in buf[..len].iter().enumerate() {
+                if *b != expect(at + i) {
+                    pr_err!(
+                        "byte {} is {:#x}, expected {:#x}\n",
+                        at + i,
+                        b,
+                        expect(at + i)
+                    );
+                    return Err(EINVAL);
+                }
+            }
+            pages.push(page.as_ptr(), GFP_KERNEL)?;
+            at += len;
+        }
+        Ok(at - start)
+    }
+
+    #[test]
+    fn kvec_lists_pages_and_pins_nothing() -> Result {
+        let mut buf = KVec::with_capacity(3 * PAGE_SIZE + 123, GFP_KERNEL)?;
+        for i in 0..3 * PAGE_SIZE + 123 {
+            buf.push(pattern(i), GFP_KERNEL)?;
+        }
+        let mut src = KernelPages::from_slices(&[&buf[5..]], Dir::ToDevice)?;
+        let mut slots = StackSlots::new();
+        let mut pages = KVec::new();
+        let mut done = 0;
+        while let Some(mut batch) = src.next_batch(&mut slots)? {
+            done += walk(&mut batch, 5 + done, pattern, &mut pages)?;
+            assert!(!pages.iter().any(|&p| pinned(p)));
+        }
+        assert_eq!(done, buf.len() - 5);
+        Ok(())
+    }
+
+    #[test]
+    fn bvec_lists_pieces_of_pages() -> Result {
+        let p0 = Page::alloc_page(GFP_KERNEL)?;
+        let p1 = Page::alloc_page(GFP_KERNEL)?;
+        let fill = [0x5au8; PAGE_SIZE];
+        // SAFETY: The pages are ours and `fill` is a whole page.
+        unsafe { p0.write_raw(fill.as_ptr(), 0, PAGE_SIZE)? };
+        // SAFETY: As above.
+        unsafe { p1.write_raw(fill.as_ptr(), 0, PAGE_SIZE)? };
+        let pieces = [(&p0, 100, 200), (&p1, 0, PAGE_SIZE), (&p0, 4000, 96)];
+        let mut src = KernelPages::from_pages(&pieces, Dir::FromDevice)?;
+        let mut slots = StackSlots::new();
+        let mut pages = KVec::new();
+        let mut done = 0;
+        while let Some(mut batch) = src.next_batch(&mut slots)? {
+            done += walk(&mut batch, 0, |_| 0x5a, &mut pages)?;
+        }
+        assert_eq!(done, 200 + PAGE_SIZE + 96);
+        assert_eq!(pages[0], p0.as_ptr());
+        assert!(!pinned(p0.as_ptr()) && !pinned(p1.as_ptr()));
+        assert!(KernelPages::from_pages(&[(&p0, 4000, 97)], Dir::ToDevice).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn user_range_is_pinned_then_released() -> Result {
+        let base = user_mem::map(4 * PAGE_SIZE)?;
+        user_mem::fill(base, 4 * PAGE_SIZE)?;
+        let mut src = UserPages::new(
+            base.wrapping_byte_add(100),
+            3 * PAGE_SIZE,
+            Dir::ToDevice,
+            false,
+        )?;
+        let mut slots = StackSlots::new();
+        let mut pages = KVec::new();
+        let mut batch = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
+        assert_eq!(batch.nr_pages(), 4);
+        assert_eq!(walk(&mut batch, 100, pattern, &mut pages)?, 3 * PAGE_SIZE);
+        assert!(pages.iter().all(|&p| pinned(p)));
+        drop(batch);
+        assert!(!pages.iter().any(|&p| pinned(p)));
+        assert!(src.next_batch(&mut slots)?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn longterm_write_pin_carries_device_data_to_user() -> Result {
+        let base = user_mem::map(2 * PAGE_SIZE)?;
+        user_mem::fill(base, 2 * PAGE_SIZE)?;
+        let mut src = UserPages::new(base, 2 * PAGE_SIZE, Dir::FromDevice, true)?;
+        let mut slots = StackSlots::new();
+        let mut batch = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
+        let ones = [1u8; PAGE_SIZE];
+        for (page, offset, len) in batch.segments() {
+            // SAFETY: `ones` holds `len <= PAGE_SIZE` bytes; the test's mm does not touch the
+            // pages while the "device" writes them.
+            unsafe { page.write_raw(ones.as_ptr(), offset, len)? };
+        }
+        drop(batch);
+        let back = user_mem::get(base, 2 * PAGE_SIZE)?;
+        assert!(back.iter().all(|&b| b == 1));
+        Ok(())
+    }
+
+    /// Extracts `n` pages of user memory with `slots`, checking every byte; returns the batches.
+    fn extract_pages(n: usize, slots: &mut dyn PageSlots) -> Result<usize> {
+        let base = user_mem::map(n * PAGE_SIZE)?;
+        user_mem::fill(base, n * PAGE_SIZE)?;
+        let mut src = UserPages::new(base, n * PAGE_SIZE, Dir::ToDevice, false)?;
+        let mut pages = KVec::new();
+        let (mut done, mut batches) = (0, 0);
+        while let Some(mut batch) = src.next_batch(&mut *slots)? {
+            done += walk(&mut batch, done, pattern, &mut pages)?;
+            batches += 1;
+        }
+        if done != n * PAGE_SIZE || pages.iter().any(|&p| pinned(p)) {
+            return Err(EINVAL);
+        }
+        Ok(batches)
+    }
+
+    #[test]
+    fn batch_boundaries() -> Result {
+        let mut stack = StackSlots::new();
+        for (n, batches) in [(15, 1), (16, 1), (17, 2)] {
+            assert_eq!(extract_pages(n, &mut stack)?, batches);
+        }
+        let mut heap = HeapSlots::new(512)?;
+        for (n, batches) in [(512, 1), (513, 2)] {
+            assert_eq!(extract_pages(n, &mut heap)?, batches);
+        }
+        assert_eq!(STACK_PAGES, 16);
+        Ok(())
+    }
+
+    #[test]
+    fn partial_extraction_then_fault() -> Result {
+        // Six pages with a hole at pages 3 and 4: the kernel pins pages 0-2 and stops.
+        let base = user_mem::map(6 * PAGE_SIZE)?;
+        user_mem::fill(base, 6 * PAGE_SIZE)?;
+        user_mem::unmap(base.wrapping_byte_add(3 * PAGE_SIZE), 2 * PAGE_SIZE)?;
+        let mut src = UserPages::new(base, 6 * PAGE_SIZE, Dir::ToDevice, false)?;
+        let mut slots = StackSlots::new();
+        let mut pages = KVec::new();
+        let mut batch = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
+        assert_eq!(walk(&mut batch, 0, pattern, &mut pages)?, 3 * PAGE_SIZE);
+        drop(batch);
+        assert_eq!(src.remaining(), 3 * PAGE_SIZE);
+        assert_eq!(src.next_batch(&mut slots).err(), Some(EFAULT));
+        assert!(!pages.iter().any(|&p| pinned(p)));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_addresses_fault() -> Result {
+        let mut slots = StackSlots::new();
+        let far = UserPtr::from_addr(PAGE_SIZE);
+        // No mm yet (KUnit attaches one at the first mapping): nothing to pin in.
+        let mut src = UserPages::new(far, PAGE_SIZE, Dir::ToDevice, false)?;
+        assert_eq!(src.next_batch(&mut slots).err(), Some(EFAULT));
+        // Unmapped user address: import succeeds, pinning fails.
+        user_mem::map(PAGE_SIZE)?;
+        let mut src = UserPages::new(far, PAGE_SIZE, Dir::ToDevice, false)?;
+        assert_eq!(src.next_batch(&mut slots).err(), Some(EFAULT));
+        // Kernel address: refused at import (access_ok).
+        let kaddr = UserPtr::from_addr(usize::MAX - PAGE_SIZE + 1);
+        assert_eq!(
+            UserPages::new(kaddr, 16, Dir::ToDevice, false).err(),
+            Some(EFAULT)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn zero_length_extracts_nothing() -> Result {
+        let base = user_mem::map(PAGE_SIZE)?;
+        let mut slots = StackSlots::new();
+        let mut src = UserPages::new(base, 0, Dir::ToDevice, false)?;
+        assert!(src.next_batch(&mut slots)?.is_none());
+        let mut ksrc = KernelPages::from_slices(&[], Dir::ToDevice)?;
+        assert!(ksrc.next_batch(&mut slots)?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn iovec_with_odd_segments() -> Result {
+        let base = user_mem::map(8 * PAGE_SIZE)?;
+        user_mem::fill(base, 6 * PAGE_SIZE)?;
+        // (offset, len) of each segment, and an iovec array for them at page 7.
+        let segs = [
+            (1usize, 7usize),
+            (2 * PAGE_SIZE + 5, 5000),
+            (3 * PAGE_SIZE - 3, 6),
+            (5 * PAGE_SIZE, 1),
+        ];
+        let mut uvec = KVec::new();
+        for (off, len) in segs {
+            uvec.extend_from_slice(
+                &(base.as_const_ptr() as usize + off).to_ne_bytes(),
+                GFP_KERNEL,
+            )?;
+            uvec.extend_from_slice(&len.to_ne_bytes(), GFP_KERNEL)?;
+        }
+        let uvec_ptr = base.wrapping_byte_add(7 * PAGE_SIZE);
+        user_mem::put(uvec_ptr, &uvec)?;
+        let mut src = UserPages::new_iovec(uvec_ptr, segs.len().try_into()?, Dir::ToDevice, false)?;
+        assert_eq!(src.remaining(), segs.iter().map(|s| s.1).sum::<usize>());
+        let mut slots = StackSlots::new();
+        let mut pages = KVec::new();
+        let mut done = 0;
+        for (off, len) in segs {
+            // A batch never crosses a segment, so each segment comes out whole and in order.
+            let mut batch = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
+            assert_eq!(walk(&mut batch, off, pattern, &mut pages)?, len);
+            done += len;
+        }
+        assert!(src.next_batch(&mut slots)?.is_none());
+        assert!(done > 0 && !pages.iter().any(|&p| pinned(p)));
+        // Too many segments: EINVAL, as readv(2).
+        assert_eq!(
+            UserPages::new_iovec(uvec_ptr, bindings::UIO_MAXIOV + 1, Dir::ToDevice, false).err(),
+            Some(EINVAL)
+        );
+        Ok(())
+    }
+}

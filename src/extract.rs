@@ -1,0 +1,540 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Page extraction with FOLL_PIN semantics.
+//!
+//! A [`UserPages`] source pins user memory (a single range or an iovec) as it is extracted; a
+//! [`KernelPages`] source only lists the pages of kernel memory (a kvec or bvec). Which of the two
+//! happened is carried in the type of the batch, [`PinnedBatch`] or [`ListedBatch`]: dropping a
+//! batch releases exactly the pages it holds (unpinning them, dirtied first after a
+//! device-to-memory transfer) or, for listed pages, nothing. A batch is walked as an iterator of
+//! `(page, offset, len)` segments; there is no hidden cursor.
+//!
+//! Batches take their page-pointer array from a [`PageSlots`]: [`StackSlots`] (16 pages, on the
+//! stack) for small extractions, or [`HeapSlots`], allocated once and reused by every batch, for
+//! large ones. A batch borrows its slots, so the borrow checker forbids a second batch on the same
+//! slots while the first still holds pages. No allocation happens per batch.
+
+use crate::ffi::helpers;
+use crate::segments::Segments;
+use core::{marker::PhantomData, mem::MaybeUninit, ptr, ptr::NonNull};
+use kernel::{
+    bindings,
+    error::to_result,
+    page::{BorrowedPage, Page, PAGE_SIZE},
+    prelude::*,
+    uaccess::UserPtr,
+};
+
+/// Which way the data moves, seen from the memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    /// The device reads the memory (memory-to-device, e.g. a write to a disk).
+    ToDevice,
+    /// The device writes the memory (device-to-memory, e.g. a read from a disk): user pages are
+    /// pinned with `FOLL_WRITE` and dirtied before they are unpinned.
+    FromDevice,
+}
+
+impl Dir {
+    /// The `iov_iter` direction: memory is the source or the destination of the data.
+    fn iter_dir(self) -> u32 {
+        match self {
+            Dir::ToDevice => bindings::ITER_SOURCE,
+            Dir::FromDevice => bindings::ITER_DEST,
+        }
+    }
+}
+
+/// Pages one batch can hold when its slots are on the stack.
+pub(crate) const STACK_PAGES: usize = 16;
+
+/// Room for the page pointers of one batch.
+pub(crate) trait PageSlots {
+    /// The slots, each of which a batch may fill with one page.
+    fn slots(&mut self) -> &mut [*mut bindings::page];
+}
+
+/// Slots for up to [`STACK_PAGES`] pages, meant to live on the caller's stack.
+pub(crate) struct StackSlots([*mut bindings::page; STACK_PAGES]);
+
+impl StackSlots {
+    /// Empty slots.
+    pub(crate) fn new() -> Self {
+        Self([ptr::null_mut(); STACK_PAGES])
+    }
+}
+
+impl PageSlots for StackSlots {
+    fn slots(&mut self) -> &mut [*mut bindings::page] {
+        &mut self.0
+    }
+}
+
+/// Slots allocated once, for as many pages as a large extraction wants per batch.
+pub(crate) struct HeapSlots(KVVec<*mut bindings::page>);
+
+impl HeapSlots {
+    /// Slots for `pages` pages.
+    pub(crate) fn new(pages: usize) -> Result<Self> {
+        let mut v = KVVec::with_capacity(pages, GFP_KERNEL)?;
+        v.resize(pages, ptr::null_mut(), GFP_KERNEL)?;
+        Ok(Self(v))
+    }
+}
+
+impl PageSlots for HeapSlots {
+    fn slots(&mut self) -> &mut [*mut bindings::page] {
+        &mut self.0
+    }
+}
+
+impl<T: PageSlots + ?Sized> PageSlots for &mut T {
+    fn slots(&mut self) -> &mut [*mut bindings::page] {
+        (**self).slots()
+    }
+}
+
+// SAFETY: `HeapSlots` only stores page pointers; which thread frees the array does not matter.
+unsafe impl Send for HeapSlots {}
+// SAFETY: `&HeapSlots` gives no access to the pointers.
+unsafe impl Sync for HeapSlots {}
+
+/// How a batch gives its pages back.
+pub(crate) trait Release {
+    /// Releases `pages`, each holding whatever this kind of extraction took on it.
+    ///
+    /// # Safety
+    ///
+    /// Each of `pages` must hold one such reference, which this call consumes.
+    unsafe fn release(&self, pages: &mut [*mut bindings::page]);
+}
+
+/// Pages pinned with FOLL_PIN: released by unpinning, dirtied first if `dirty`.
+pub(crate) struct Pinned {
+    dirty: bool,
+}
+
+impl Release for Pinned {
+    unsafe fn release(&self, pages: &mut [*mut bindings::page]) {
+        // SAFETY: The caller guarantees each page holds one FOLL_PIN pin, which this drops;
+        // `pages` is valid for `pages.len()` entries.
+        unsafe {
+            bindings::unpin_user_pages_dirty_lock(pages.as_mut_ptr(), pages.len(), self.dirty)
+        };
+    }
+}
+
+/// Pages of kernel memory that were only listed: nothing to release, but the pages stay valid
+/// only while the buffer they belong to is borrowed (`'a`).
+pub(crate) struct Listed<'a>(PhantomData<&'a [u8]>);
+
+impl Release for Listed<'_> {
+    unsafe fn release(&self, _pages: &mut [*mut bindings::page]) {}
+}
+
+/// One batch of extracted pages.
+///
+/// # Invariants
+///
+/// - The first `nr` entries of `slots` are valid pages, each holding what `R` releases (one pin
+///   for [`Pinned`], nothing for [`Listed`]), and they stay valid until the batch is dropped.
+/// - The batch covers `len` bytes starting `offset0` bytes into the first page, contiguously over
+///   the `nr` pages; `nr` is the number of pages those bytes span.
+pub(crate) struct Batch<S: PageSlots, R: Release> {
+    slots: S,
+    nr: usize,
+    offset0: usize,
+    len: usize,
+    release: R,
+}
+
+/// A batch of pinned user pages.
+pub(crate) type PinnedBatch<S> = Batch<S, Pinned>;
+/// A batch of listed kernel pages, valid while the kernel buffer is borrowed for `'a`.
+pub(crate) type ListedBatch<'a, S> = Batch<S, Listed<'a>>;
+
+impl<S: PageSlots, R: Release> Batch<S, R> {
+    /// Number of pages in the batch.
+    pub(crate) fn nr_pages(&self) -> usize {
+        self.nr
+    }
+
+    /// Number of bytes the batch covers.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The batch as `(page, offset, len)` segments, in order.
+    pub(crate) fn segments(&mut self) -> impl Iterator<Item = (BorrowedPage<'_>, usize, usize)> {
+        let pages = &self.slots.slots()[..self.nr];
+        Segments::new(self.offset0, self.len, PAGE_SIZE).filter_map(move |seg| {
+            let page = NonNull::new(*pages.get(seg.index)?)?;
+            // SAFETY: By the type invariant the page is valid until the batch is dropped, which
+            // the borrow of `self` outlives the returned page.
+            let page = unsafe { BorrowedPage::from_raw(page) };
+            Some((page, seg.offset, seg.len))
+        })
+    }
+}
+
+impl<S: PageSlots, R: Release> Drop for Batch<S, R> {
+    fn drop(&mut self) {
+        let nr = self.nr;
+        if let Some(pages) = self.slots.slots().get_mut(..nr) {
+            // SAFETY: By the type invariant each of the first `nr` pages holds what `R` releases,
+            // and the batch is being dropped, so nothing uses them afterwards.
+            unsafe { self.release.release(pages) };
+        }
+    }
+}
+
+// SAFETY: A pinned batch owns its pins; unpinning may happen on any thread. The slots are sent
+// along with it (`S: Send`).
+unsafe impl<S: PageSlots + Send> Send for Batch<S, Pinned> {}
+// SAFETY: `&Batch` gives access to nothing but the counts.
+unsafe impl<S: PageSlots + Sync> Sync for Batch<S, Pinned> {}
+
+/// An initialised `iov_iter`, owned.
+///
+/// # Invariants
+///
+/// `iter` was initialised by `import_ubuf`, `import_iovec`, `iov_iter_kvec` or `iov_iter_bvec`,
+/// and the memory its segment array points to outlives it (the owner keeps it).
+struct Iter {
+    iter: bindings::iov_iter,
+}
+
+impl Iter {
+    /// Bytes left to extract.
+    fn count(&self) -> usize {
+        // SAFETY: By the type invariant `iter` is initialised.
+        unsafe { helpers::pindio_iov_iter_count(&self.iter) }
+    }
+
+    /// Extracts up to `slots.len()` pages with the kernel's `iov_iter_extract_pages`: pins user
+    /// pages (FOLL_PIN, FOLL_WRITE for a destination), lists kernel pages.
+    ///
+    /// Returns the bytes extracted and the offset into the first page.
+    fn extract(&mut self, slots: &mut [*mut bindings::page]) -> Result<(usize, usize)> {
+        let maxpages = u32::try_from(slots.len()).unwrap_or(u32::MAX);
+        let mut pages = slots.as_mut_ptr();
+        let mut offset0 = 0usize;
+        // SAFETY: `iter` is initialised (type invariant). `pages` points to `slots`, an array of
+        // `maxpages` entries, so the function fills it instead of allocating one; `offset0` is a
+        // valid out parameter.
+        let ret = unsafe {
+            bindings::iov_iter_extract_pages(
+                &mut self.iter,
+                &mut pages,
+                usize::MAX,
+                maxpages,
+                0,
+                &mut offset0,
+            )
+        };
+        if ret < 0 {
+            return Err(errno(ret));
+        }
+        Ok((ret.try_into()?, offset0))
+    }
+
+    /// Like [`Iter::extract`] for a user iterator, but with `FOLL_LONGTERM` added: pins the pages
+    /// of the current segment with `pin_user_pages_fast`, as `iov_iter_extract_user_pages` does.
+    fn extract_longterm(
+        &mut self,
+        slots: &mut [*mut bindings::page],
+        dir: Dir,
+    ) -> Result<(usize, usize)> {
+        // SAFETY: `iter` is initialised (type invariant) and user-backed (the caller's).
+        let addr = unsafe { helpers::pindio_iter_iov_addr(&self.iter) } as usize;
+        // SAFETY: As above.
+        let seg_len = unsafe { helpers::pindio_iter_iov_len(&self.iter) }.min(self.count());
+        let offset0 = addr % PAGE_SIZE;
+        let want = offset0
+            .checked_add(seg_len)
+            .ok_or(EINVAL)?
+            .div_ceil(PAGE_SIZE)
+            .min(slots.len());
+        let mut flags = bindings::FOLL_LONGTERM;
+        if dir == Dir::FromDevice {
+            flags |= bindings::FOLL_WRITE;
+        }
+        // SAFETY: `slots` has room for `want` pages; the address is a user address the iterator
+        // was imported with (access_ok checked), and pin_user_pages_fast checks it again.
+        let ret = unsafe {
+            bindings::pin_user_pages_fast(
+                addr - offset0,
+                want.try_into()?,
+                flags,
+                slots.as_mut_ptr(),
+            )
+        };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        if ret == 0 {
+            return Err(EFAULT);
+        }
+        let pinned = usize::try_from(ret)?;
+        let len = seg_len.min(pinned * PAGE_SIZE - offset0);
+        // SAFETY: `iter` is initialised and has at least `len <= count` bytes left.
+        unsafe { bindings::iov_iter_advance(&mut self.iter, len) };
+        Ok((len, offset0))
+    }
+}
+
+/// User memory, pinned (FOLL_PIN) as it is extracted.
+///
+/// # Invariants
+///
+/// `iter` is user-backed (`ITER_UBUF` or `ITER_IOVEC`). If `iov` is not null, it is the
+/// kmalloc'ed iovec array `iter` points into, freed on drop.
+pub(crate) struct UserPages {
+    iter: Iter,
+    iov: *mut bindings::iovec,
+    dir: Dir,
+    longterm: bool,
+}
+
+// SAFETY: The iovec array is owned and the user addresses are plain numbers: a `UserPages` may
+// move to another thread of the same process (pinning works on `current->mm`).
+unsafe impl Send for UserPages {}
+
+impl UserPages {
+    /// A single user range of `len` bytes at `addr`.
+    ///
+    /// Fails with `EFAULT` if the range is not a user range (`access_ok`); `len` is capped at
+    /// `MAX_RW_COUNT` as for `read(2)`.
+    pub(crate) fn new(addr: UserPtr, len: usize, dir: Dir, longterm: bool) -> Result<Self> {
+        let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
+        // SAFETY: `iter` is valid for writes; `addr` is only recorded, and checked by access_ok.
+        to_result(unsafe {
+            bindings::import_ubuf(
+                dir.iter_dir().try_into()?,
+                addr.as_mut_ptr(),
+                len,
+                iter.as_mut_ptr(),
+            )
+        })?;
+        // SAFETY: import_ubuf succeeded, so it initialised `iter`.
+        let iter = unsafe { iter.assume_init() };
+        // INVARIANT: an ITER_UBUF iterator; no iovec array.
+        Ok(Self {
+            iter: Iter { iter },
+            iov: ptr::null_mut(),
+            dir,
+            longterm,
+        })
+    }
+
+    /// An array of `nr_segs` `struct iovec` at `uvec` in user memory, read once.
+    ///
+    /// Fails as `readv(2)` does: `EINVAL` for more than `UIO_MAXIOV` segments or a total above
+    /// `MAX_RW_COUNT` or a negative length, `EFAULT` for bad memory.
+    pub(crate) fn new_iovec(uvec: UserPtr, nr_segs: u32, dir: Dir, longterm: bool) -> Result<Self> {
+        let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
+        let mut iov: *mut bindings::iovec = ptr::null_mut();
+        // SAFETY: `iter` and `iov` are valid for writes. With `fast_segs == 0` and a null `*iovp`
+        // import_iovec allocates the array itself and returns it in `iov` (or leaves it null on
+        // failure), so the iterator never points into this stack frame.
+        let ret = unsafe {
+            bindings::import_iovec(
+                dir.iter_dir().try_into()?,
+                uvec.as_const_ptr().cast(),
+                nr_segs,
+                0,
+                &mut iov,
+                iter.as_mut_ptr(),
+            )
+        };
+        if ret < 0 {
+            // SAFETY: On failure import_iovec has freed what it allocated and set `iov` to null;
+            // kfree(NULL) is a no-op either way.
+            unsafe { bindings::kfree(iov.cast()) };
+            return Err(errno(ret));
+        }
+        // SAFETY: import_iovec succeeded, so it initialised `iter`.
+        let iter = unsafe { iter.assume_init() };
+        // INVARIANT: an ITER_IOVEC (or ITER_UBUF for one segment) iterator into `iov`.
+        Ok(Self {
+            iter: Iter { iter },
+            iov,
+            dir,
+            longterm,
+        })
+    }
+
+    /// Bytes not yet extracted.
+    pub(crate) fn remaining(&self) -> usize {
+        self.iter.count()
+    }
+
+    /// Pins the next batch into `slots`: as many pages as fit and the kernel gives in one call
+    /// (possibly fewer than asked: partial extraction). `None` once everything was extracted.
+    pub(crate) fn next_batch<S: PageSlots>(
+        &mut self,
+        mut slots: S,
+    ) -> Result<Option<PinnedBatch<S>>> {
+        if self.remaining() == 0 {
+            return Ok(None);
+        }
+        // Pins are taken in `current->mm`; a kernel thread without one has no user memory.
+        if kernel::current!().mm().is_none() {
+            return Err(EFAULT);
+        }
+        let (len, offset0) = if self.longterm {
+            self.iter.extract_longterm(slots.slots(), self.dir)?
+        } else {
+            self.iter.extract(slots.slots())?
+        };
+        if len == 0 {
+            return Err(EFAULT);
+        }
+        let nr = offset0.checked_add(len).ok_or(EINVAL)?.div_ceil(PAGE_SIZE);
+        // INVARIANT: the kernel pinned the `nr` pages that `len` bytes from `offset0` span, into
+        // the first `nr` slots.
+        Ok(Some(Batch {
+            slots,
+            nr,
+            offset0,
+            len,
+            release: Pinned {
+                dirty: self.dir == Dir::FromDevice,
+            },
+        }))
+    }
+}
+
+impl Drop for UserPages {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `iov` is null or the array import_iovec allocated, and
+        // nothing refers to it once the iterator is dropped.
+        unsafe { bindings::kfree(self.iov.cast()) };
+    }
+}
+
+/// Kernel memory whose pages are listed, not pinned, as it is extracted; borrowed for `'a`.
+///
+/// # Invariants
+///
+/// `iter` is an `ITER_KVEC` or `ITER_BVEC` iterator over the heap array in `segs` (owned here, so
+/// moving `self` does not move it), whose buffers are borrowed for `'a`.
+pub(crate) struct KernelPages<'a> {
+    iter: Iter,
+    _segs: KernelSegs,
+    _buf: PhantomData<&'a [u8]>,
+}
+
+/// The segment array a kernel iterator points into.
+enum KernelSegs {
+    Kvec(KVec<bindings::kvec>),
+    Bvec(KVec<bindings::bio_vec>),
+}
+
+impl<'a> KernelPages<'a> {
+    /// The buffers `bufs` (kmalloc'ed or vmalloc'ed memory), as a kvec iterator.
+    pub(crate) fn from_slices(bufs: &[&'a [u8]], dir: Dir) -> Result<Self> {
+        let mut kvecs = KVec::with_capacity(bufs.len(), GFP_KERNEL)?;
+        let mut count = 0usize;
+        for buf in bufs {
+            let kvec = bindings::kvec {
+                iov_base: buf.as_ptr().cast_mut().cast(),
+                iov_len: buf.len(),
+            };
+            kvecs.push(kvec, GFP_KERNEL)?;
+            count = count.checked_add(buf.len()).ok_or(EINVAL)?;
+        }
+        let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
+        // SAFETY: `iter` is valid for writes; `kvecs` holds `kvecs.len()` entries describing
+        // buffers borrowed for `'a`.
+        unsafe {
+            bindings::iov_iter_kvec(
+                iter.as_mut_ptr(),
+                dir.iter_dir(),
+                kvecs.as_ptr(),
+                kvecs.len(),
+                count,
+            )
+        };
+        // SAFETY: iov_iter_kvec initialised `iter`.
+        let iter = unsafe { iter.assume_init() };
+        // INVARIANT: `iter` points into `kvecs`' heap array, which moves in here unchanged.
+        Ok(Self {
+            iter: Iter { iter },
+            _segs: KernelSegs::Kvec(kvecs),
+            _buf: PhantomData,
+        })
+    }
+
+    /// The `(page, offset, len)` pieces `pages`, as a bvec iterator.
+    pub(crate) fn from_pages(pages: &[(&'a Page, usize, usize)], dir: Dir) -> Result<Self> {
+        let mut bvecs = KVec::with_capacity(pages.len(), GFP_KERNEL)?;
+        let mut count = 0usize;
+        for &(page, offset, len) in pages {
+            if offset.checked_add(len).is_none_or(|end| end > PAGE_SIZE) {
+                return Err(EINVAL);
+            }
+            let bvec = bindings::bio_vec {
+                bv_page: page.as_ptr(),
+                bv_len: len.try_into()?,
+                bv_offset: offset.try_into()?,
+            };
+            bvecs.push(bvec, GFP_KERNEL)?;
+            count = count.checked_add(len).ok_or(EINVAL)?;
+        }
+        let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
+        // SAFETY: `iter` is valid for writes; `bvecs` holds `bvecs.len()` entries describing
+        // pieces of pages borrowed for `'a`, each within its page (checked above).
+        unsafe {
+            bindings::iov_iter_bvec(
+                iter.as_mut_ptr(),
+                dir.iter_dir(),
+                bvecs.as_ptr(),
+                bvecs.len(),
+                count,
+            )
+        };
+        // SAFETY: iov_iter_bvec initialised `iter`.
+        let iter = unsafe { iter.assume_init() };
+        // INVARIANT: `iter` points into `bvecs`' heap array, which moves in here unchanged.
+        Ok(Self {
+            iter: Iter { iter },
+            _segs: KernelSegs::Bvec(bvecs),
+            _buf: PhantomData,
+        })
+    }
+
+    /// Bytes not yet extracted.
+    pub(crate) fn remaining(&self) -> usize {
+        self.iter.count()
+    }
+
+    /// Lists the next batch of pages into `slots`. `None` once everything was extracted.
+    pub(crate) fn next_batch<S: PageSlots>(
+        &mut self,
+        mut slots: S,
+    ) -> Result<Option<ListedBatch<'a, S>>> {
+        if self.remaining() == 0 {
+            return Ok(None);
+        }
+        let (len, offset0) = self.iter.extract(slots.slots())?;
+        if len == 0 {
+            return Err(EFAULT);
+        }
+        let nr = offset0.checked_add(len).ok_or(EINVAL)?.div_ceil(PAGE_SIZE);
+        // INVARIANT: the kernel listed the `nr` pages that `len` bytes from `offset0` span; they
+        // belong to buffers borrowed for `'a` and hold no reference to release.
+        Ok(Some(Batch {
+            slots,
+            nr,
+            offset0,
+            len,
+            release: Listed(PhantomData),
+        }))
+    }
+}
+
+/// The error of a C function that returned `-errno` as a `ssize_t`.
+fn errno(ret: isize) -> Error {
+    i32::try_from(ret).map_or(EINVAL, Error::from_errno)
+}
