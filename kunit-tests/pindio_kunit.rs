@@ -62,7 +62,7 @@ mod abi_tests {
     fn decodes_the_header_command_numbers() {
         assert_eq!(abi::decode(PINDIO_IOC_VERSION), Ok(Command::Version));
         assert_eq!(
-            abi::decode(PINDIO_IOC_VERSION + 1).map_err(Error::from),
+            abi::decode(PINDIO_IOC_VERSION + 0x7f).map_err(Error::from),
             Err(ENOTTY)
         );
     }

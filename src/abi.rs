@@ -12,6 +12,12 @@ use crate::uapi;
 pub(crate) enum Command {
     /// `PINDIO_IOC_VERSION`.
     Version,
+    /// `PINDIO_IOC_PIN`.
+    Pin,
+    /// `PINDIO_IOC_READ_PINNED`.
+    ReadPinned,
+    /// `PINDIO_IOC_UNPIN`.
+    Unpin,
 }
 
 /// Why an ioctl was refused before any work was done; each maps to one errno.
@@ -23,19 +29,26 @@ pub(crate) enum AbiError {
     TooSmall,
     /// Argument struct larger than `PINDIO_STRUCT_SIZE_MAX`: `E2BIG`.
     TooBig,
+    /// A bad flag, length or range in the argument: `EINVAL`.
+    Invalid,
 }
 
 /// The ABI version this build implements.
 pub(crate) const ABI_VERSION: u32 = uapi::PINDIO_ABI_VERSION;
 
 /// The feature bits this build implements.
-pub(crate) const FEATURES: u64 = uapi::PINDIO_FEAT_VERSION as u64;
+pub(crate) const FEATURES: u64 = (uapi::PINDIO_FEAT_VERSION | uapi::PINDIO_FEAT_PIN) as u64;
 
 /// The size field of an ioctl number (`_IOC_SIZEMASK << _IOC_SIZESHIFT` in asm-generic/ioctl.h).
 const IOC_SIZE_FIELD: u32 = 0x3fff << 16;
 
 /// Every command with its number as the uapi header defines it.
-const COMMANDS: &[(u32, Command)] = &[(uapi::PINDIO_IOC_VERSION, Command::Version)];
+const COMMANDS: &[(u32, Command)] = &[
+    (uapi::PINDIO_IOC_VERSION, Command::Version),
+    (uapi::PINDIO_IOC_PIN, Command::Pin),
+    (uapi::PINDIO_IOC_READ_PINNED, Command::ReadPinned),
+    (uapi::PINDIO_IOC_UNPIN, Command::Unpin),
+];
 
 /// Decodes an ioctl number.
 ///
@@ -47,6 +60,36 @@ pub(crate) fn decode(cmd: u32) -> Result<Command, AbiError> {
         .find(|(known, _)| (known ^ cmd) & !IOC_SIZE_FIELD == 0)
         .map(|&(_, command)| command)
         .ok_or(AbiError::UnknownCommand)
+}
+
+/// A validated `struct pindio_pin` request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PinRequest {
+    /// The device will write the pages.
+    pub(crate) write: bool,
+    /// `FOLL_LONGTERM`.
+    pub(crate) longterm: bool,
+    /// `Some(nr_segs)` for an iovec array at `addr`, `None` for a single range of `len` bytes.
+    pub(crate) iovec: Option<u32>,
+}
+
+/// Checks the flags and sizes of a `struct pindio_pin` (everything that can be checked before
+/// user memory is touched).
+pub(crate) fn check_pin(flags: u32, addr: u64, len: u64) -> Result<PinRequest, AbiError> {
+    if flags & !uapi::PINDIO_PIN_FLAGS != 0 || len == 0 {
+        return Err(AbiError::Invalid);
+    }
+    let iovec = if flags & uapi::PINDIO_PIN_IOVEC != 0 {
+        Some(u32::try_from(len).map_err(|_| AbiError::Invalid)?)
+    } else {
+        addr.checked_add(len).ok_or(AbiError::Invalid)?;
+        None
+    };
+    Ok(PinRequest {
+        write: flags & uapi::PINDIO_PIN_WRITE != 0,
+        longterm: flags & uapi::PINDIO_PIN_LONGTERM != 0,
+        iovec,
+    })
 }
 
 /// Checks the `size` a caller put in an argument struct whose first published size is `size_ver0`.
@@ -80,9 +123,25 @@ mod tests {
     fn rejects_other_type_number_or_direction() {
         let version = uapi::PINDIO_IOC_VERSION;
         assert_eq!(decode(version ^ (1 << 8)), Err(AbiError::UnknownCommand)); // type
-        assert_eq!(decode(version + 1), Err(AbiError::UnknownCommand)); // number
+        assert_eq!(decode(version + 0x7f), Err(AbiError::UnknownCommand)); // number
         assert_eq!(decode(version ^ (1 << 30)), Err(AbiError::UnknownCommand)); // direction
         assert_eq!(decode(0), Err(AbiError::UnknownCommand));
+    }
+
+    #[test]
+    fn pin_requests() {
+        let (w, lt, iov) = (
+            uapi::PINDIO_PIN_WRITE,
+            uapi::PINDIO_PIN_LONGTERM,
+            uapi::PINDIO_PIN_IOVEC,
+        );
+        let req = check_pin(w | lt, 4096, 100).unwrap();
+        assert!(req.write && req.longterm && req.iovec.is_none());
+        assert_eq!(check_pin(iov, 4096, 3).unwrap().iovec, Some(3));
+        assert_eq!(check_pin(0, 4096, 0), Err(AbiError::Invalid));
+        assert_eq!(check_pin(1 << 3, 4096, 1), Err(AbiError::Invalid));
+        assert_eq!(check_pin(0, u64::MAX - 10, 11), Err(AbiError::Invalid));
+        assert_eq!(check_pin(iov, 0, 1 << 32), Err(AbiError::Invalid));
     }
 
     #[test]

@@ -6,32 +6,55 @@
 //! back once (see [`crate::uarg`]).
 
 use crate::abi::{self, Command};
-use crate::uapi::pindio_version;
+use crate::pins::Pins;
+use crate::uapi::{pindio_pin, pindio_read_pinned, pindio_unpin, pindio_version};
 use crate::uarg::ExtArg;
 use kernel::{
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceRegistration},
+    new_mutex,
     prelude::*,
-    uaccess::UserPtr,
+    sync::Mutex,
+    uaccess::{UserPtr, UserSlice},
 };
 
 /// The state of one open file of `/dev/pindio`.
-pub(crate) struct PindioFile;
+#[pin_data]
+pub(crate) struct PindioFile {
+    /// Pins this file holds; closing the file drops them all.
+    #[pin]
+    pins: Mutex<Pins>,
+}
 
 #[vtable]
 impl MiscDevice for PindioFile {
-    type Ptr = KBox<Self>;
+    type Ptr = Pin<KBox<Self>>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(PindioFile, GFP_KERNEL)?)
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
+        KBox::try_pin_init(
+            try_pin_init!(PindioFile {
+                pins <- new_mutex!(Pins::new()),
+            }),
+            GFP_KERNEL,
+        )
     }
 
-    fn ioctl(me: &PindioFile, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: Pin<&PindioFile>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         let arg = UserPtr::from_addr(arg);
         match abi::decode(cmd)? {
             Command::Version => me.version(arg),
+            Command::Pin => me.pin(arg),
+            Command::ReadPinned => me.read_pinned(arg),
+            Command::Unpin => me.unpin(arg),
         }
     }
+}
+
+/// A `u64` from user space as a user pointer; `EFAULT` if it cannot be one.
+fn user_ptr(addr: u64) -> Result<UserPtr> {
+    Ok(UserPtr::from_addr(
+        usize::try_from(addr).map_err(|_| EFAULT)?,
+    ))
 }
 
 impl PindioFile {
@@ -41,6 +64,41 @@ impl PindioFile {
         version.val.abi_version = abi::ABI_VERSION;
         version.val.features = abi::FEATURES;
         version.write_back()?;
+        Ok(0)
+    }
+
+    /// `PINDIO_IOC_PIN`: pins user memory and keeps the pin in this file.
+    fn pin(&self, arg: UserPtr) -> Result<isize> {
+        let mut pin = ExtArg::<pindio_pin>::read(arg)?;
+        let req = abi::check_pin(pin.val.flags, pin.val.addr, pin.val.len)?;
+        let mut pins = self.pins.lock();
+        let (handle, pages, bytes) = pins.pin(req, user_ptr(pin.val.addr)?, pin.val.len)?;
+        pin.val.handle = handle;
+        pin.val.nr_pages = pages.try_into()?;
+        pin.val.bytes = bytes.try_into()?;
+        if let Err(err) = pin.write_back() {
+            // The caller cannot learn the handle: do not keep a pin nobody can name.
+            let _ = pins.unpin(handle);
+            return Err(err);
+        }
+        Ok(0)
+    }
+
+    /// `PINDIO_IOC_READ_PINNED`: copies what the pinned pages hold now.
+    fn read_pinned(&self, arg: UserPtr) -> Result<isize> {
+        let read = ExtArg::<pindio_read_pinned>::read(arg)?.val;
+        let len = usize::try_from(read.len).map_err(|_| EINVAL)?;
+        let mut out = UserSlice::new(user_ptr(read.buf)?, len).writer();
+        self.pins
+            .lock()
+            .read(read.handle, read.offset, read.len, &mut out)?;
+        Ok(0)
+    }
+
+    /// `PINDIO_IOC_UNPIN`: releases a pin.
+    fn unpin(&self, arg: UserPtr) -> Result<isize> {
+        let unpin = ExtArg::<pindio_unpin>::read(arg)?.val;
+        self.pins.lock().unpin(unpin.handle)?;
         Ok(0)
     }
 }

@@ -369,6 +369,15 @@ impl UserPages {
         self.iter.count()
     }
 
+    /// Pages the next batch can span at most: those of the current segment.
+    pub(crate) fn next_segment_pages(&self) -> usize {
+        // SAFETY: `iter` is initialised and user-backed (type invariant).
+        let addr = unsafe { helpers::pindio_iter_iov_addr(&self.iter.iter) } as usize;
+        // SAFETY: As above.
+        let len = unsafe { helpers::pindio_iter_iov_len(&self.iter.iter) }.min(self.remaining());
+        (addr % PAGE_SIZE).saturating_add(len).div_ceil(PAGE_SIZE)
+    }
+
     /// Pins the next batch into `slots`: as many pages as fit and the kernel gives in one call
     /// (possibly fewer than asked: partial extraction). `None` once everything was extracted.
     pub(crate) fn next_batch<S: PageSlots>(

@@ -16,6 +16,13 @@ mod ffi;
 
 mod abi;
 mod device;
+#[allow(
+    dead_code,
+    reason = "stack slots and kernel sources serve the DIO path; KUnit covers them"
+)]
+mod extract;
+mod pins;
+mod segments;
 mod uarg;
 
 use ffi::uapi;

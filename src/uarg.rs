@@ -8,7 +8,7 @@
 
 use crate::abi::{self, AbiError};
 use crate::ffi::helpers;
-use crate::uapi::{self, pindio_version};
+use crate::uapi;
 use core::mem::size_of;
 use kernel::{
     prelude::*,
@@ -22,6 +22,7 @@ impl From<AbiError> for Error {
             AbiError::UnknownCommand => ENOTTY,
             AbiError::TooSmall => EINVAL,
             AbiError::TooBig => E2BIG,
+            AbiError::Invalid => EINVAL,
         }
     }
 }
@@ -41,17 +42,30 @@ pub(crate) unsafe trait ExtStruct: FromBytes + AsBytes + Default {
     const SIZE_VER0: usize;
 }
 
-// No padding in `struct pindio_version`: its size is the sum of its members.
-const _: () = assert!(size_of::<pindio_version>() == 2 * size_of::<u32>() + size_of::<u64>());
-// SAFETY: `struct pindio_version` is `#[repr(C)]` with members `u32, u32, u64`: no padding, every
-// byte pattern valid.
-unsafe impl FromBytes for pindio_version {}
-// SAFETY: As above: no padding, so every byte is initialised.
-unsafe impl AsBytes for pindio_version {}
-// SAFETY: The struct has the layout above and starts with `__u32 size`; its first published
-// size is `PINDIO_VERSION_SIZE_VER0`.
-unsafe impl ExtStruct for pindio_version {
-    const SIZE_VER0: usize = uapi::PINDIO_VERSION_SIZE_VER0 as usize;
+/// Declares argument structs of the uapi header as [`ExtStruct`]s, given their member types.
+macro_rules! ext_structs {
+    ($($name:ident = $ver0:ident { $($ty:ty),* $(,)? })*) => {$(
+        // No padding: the size is the sum of the members, and this build's struct is VER0.
+        const _: () = assert!(size_of::<uapi::$name>() == 0 $(+ size_of::<$ty>())*);
+        const _: () = assert!(size_of::<uapi::$name>() == uapi::$ver0 as usize);
+        // SAFETY: A `#[repr(C)]` struct of integers with no padding (asserted above): every byte
+        // pattern is a valid value.
+        unsafe impl FromBytes for uapi::$name {}
+        // SAFETY: As above: no padding, so every byte is initialised.
+        unsafe impl AsBytes for uapi::$name {}
+        // SAFETY: As above, and every struct of the header starts with `__u32 size`; `$ver0` is
+        // its first published size.
+        unsafe impl ExtStruct for uapi::$name {
+            const SIZE_VER0: usize = uapi::$ver0 as usize;
+        }
+    )*};
+}
+
+ext_structs! {
+    pindio_version = PINDIO_VERSION_SIZE_VER0 { u32, u32, u64 }
+    pindio_pin = PINDIO_PIN_SIZE_VER0 { u32, u32, u64, u64, u32, u32, u64 }
+    pindio_read_pinned = PINDIO_READ_PINNED_SIZE_VER0 { u32, u32, u64, u64, u64 }
+    pindio_unpin = PINDIO_UNPIN_SIZE_VER0 { u32, u32 }
 }
 
 /// An argument struct read from user space, remembering where it came from and how large the

@@ -14,9 +14,10 @@ pub struct Case {
 }
 
 /// Runs `cases` (only those named in `filter`, unless it is empty) and prints KTAP to stdout.
+/// `after` runs after each case (e.g. a leak check); its failure fails the case.
 ///
 /// Returns the number of failed cases.
-pub fn run(cases: &[Case], filter: &[String]) -> usize {
+pub fn run(cases: &[Case], filter: &[String], after: fn() -> anyhow::Result<()>) -> usize {
     let selected: Vec<&Case> = cases
         .iter()
         .filter(|case| filter.is_empty() || filter.iter().any(|f| f == case.name))
@@ -26,7 +27,7 @@ pub fn run(cases: &[Case], filter: &[String]) -> usize {
     let mut failed = 0;
     for (i, case) in selected.iter().enumerate() {
         let _ = out.flush();
-        match (case.run)() {
+        match (case.run)().and_then(|()| after()) {
             Ok(()) => {
                 let _ = writeln!(out, "ok {} {}", i + 1, case.name);
             }

@@ -47,10 +47,16 @@ pub const FEATURES: u64 = abi::FEATURES;
 pub const DEVICE_PATH: &str = "/dev/pindio";
 
 /// Feature bits with the words `pindio info` prints for them.
-pub const FEATURE_NAMES: &[(u64, &str)] = &[(
-    uapi::PINDIO_FEAT_VERSION as u64,
-    "version query (PINDIO_IOC_VERSION)",
-)];
+pub const FEATURE_NAMES: &[(u64, &str)] = &[
+    (
+        uapi::PINDIO_FEAT_VERSION as u64,
+        "version query (PINDIO_IOC_VERSION)",
+    ),
+    (
+        uapi::PINDIO_FEAT_PIN as u64,
+        "pins held by the device (PINDIO_IOC_PIN, _READ_PINNED, _UNPIN)",
+    ),
+];
 
 /// An argument struct of the ABI whose first member is `size`.
 ///
@@ -62,14 +68,31 @@ pub unsafe trait ExtStruct: Default {
     fn sized() -> Self;
 }
 
-// SAFETY: `pindio_version` is the uapi struct, starting with `__u32 size`.
-unsafe impl ExtStruct for uapi::pindio_version {
-    fn sized() -> Self {
-        Self {
-            size: size_of::<Self>() as u32,
-            ..Default::default()
+macro_rules! ext_structs {
+    ($($name:ident),*) => {$(
+        // SAFETY: A uapi struct; every struct of the header starts with `__u32 size`.
+        unsafe impl ExtStruct for uapi::$name {
+            fn sized() -> Self {
+                Self {
+                    size: size_of::<Self>() as u32,
+                    ..Default::default()
+                }
+            }
         }
-    }
+    )*};
+}
+
+ext_structs!(pindio_version, pindio_pin, pindio_read_pinned, pindio_unpin);
+
+/// A pin held by the device, as `PINDIO_IOC_PIN` reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PinInfo {
+    /// The handle naming the pin.
+    pub handle: u32,
+    /// Pages pinned.
+    pub nr_pages: u32,
+    /// Bytes pinned.
+    pub bytes: u64,
 }
 
 /// An open `/dev/pindio`.
@@ -96,6 +119,39 @@ impl Device {
         Ok(version)
     }
 
+    /// `PINDIO_IOC_PIN` of `len` bytes at `addr` (or `len` iovec segments with
+    /// `PINDIO_PIN_IOVEC`), with `PINDIO_PIN_*` `flags`.
+    pub fn pin(&self, addr: usize, len: u64, flags: u32) -> io::Result<PinInfo> {
+        let mut pin = uapi::pindio_pin::sized();
+        pin.flags = flags;
+        pin.addr = addr as u64;
+        pin.len = len;
+        self.ioctl(uapi::PINDIO_IOC_PIN, &mut pin)?;
+        Ok(PinInfo {
+            handle: pin.handle,
+            nr_pages: pin.nr_pages,
+            bytes: pin.bytes,
+        })
+    }
+
+    /// `PINDIO_IOC_READ_PINNED`: what the pinned pages of `handle` hold from `offset`.
+    pub fn read_pinned(&self, handle: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let mut read = uapi::pindio_read_pinned::sized();
+        read.handle = handle;
+        read.offset = offset;
+        read.buf = buf.as_mut_ptr() as u64;
+        read.len = buf.len() as u64;
+        self.ioctl(uapi::PINDIO_IOC_READ_PINNED, &mut read)
+            .map(drop)
+    }
+
+    /// `PINDIO_IOC_UNPIN`.
+    pub fn unpin(&self, handle: u32) -> io::Result<()> {
+        let mut unpin = uapi::pindio_unpin::sized();
+        unpin.handle = handle;
+        self.ioctl(uapi::PINDIO_IOC_UNPIN, &mut unpin).map(drop)
+    }
+
     /// Issues `cmd` with `arg` as its argument struct.
     pub fn ioctl<T: ExtStruct>(&self, cmd: u32, arg: &mut T) -> io::Result<i32> {
         // SAFETY: `arg` is a live, exclusively borrowed uapi struct; its `size` member bounds what
@@ -117,6 +173,20 @@ impl Device {
             Ok(ret)
         }
     }
+}
+
+/// The pin counters of `/proc/vmstat` (acquired, released), with the per-cpu deltas folded in
+/// first when `/proc/sys/vm/stat_refresh` allows it.
+pub fn foll_pin_counts() -> io::Result<(u64, u64)> {
+    let _ = std::fs::write("/proc/sys/vm/stat_refresh", "1");
+    let vmstat = std::fs::read_to_string("/proc/vmstat")?;
+    let get = |key: &str| {
+        vmstat
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+            .ok_or_else(|| io::Error::other(format!("{key} missing from /proc/vmstat")))
+    };
+    Ok((get("nr_foll_pin_acquired ")?, get("nr_foll_pin_released ")?))
 }
 
 /// Words for every bit of `features`; bits this tool does not know are listed by number.

@@ -41,6 +41,11 @@
 
 /* Feature bits, reported by PINDIO_IOC_VERSION. */
 #define PINDIO_FEAT_VERSION	(1ULL << 0)	/* PINDIO_IOC_VERSION */
+#define PINDIO_FEAT_PIN		(1ULL << 1)	/* PINDIO_IOC_PIN, _READ_PINNED, _UNPIN */
+
+/* Per open file: at most this many pin handles and pinned pages at once. */
+#define PINDIO_MAX_PIN_HANDLES	64
+#define PINDIO_MAX_PINNED_PAGES	65536
 
 /**
  * struct pindio_version - argument of PINDIO_IOC_VERSION
@@ -59,5 +64,90 @@ struct pindio_version {
 #define PINDIO_VERSION_SIZE_VER0	16
 
 #define PINDIO_IOC_VERSION	_IOWR(PINDIO_IOC_MAGIC, 0x00, struct pindio_version)
+
+/* Flags of struct pindio_pin. */
+#define PINDIO_PIN_WRITE	(1U << 0)	/* the device will write the pages (FOLL_WRITE); they are dirtied when unpinned */
+#define PINDIO_PIN_LONGTERM	(1U << 1)	/* FOLL_LONGTERM */
+#define PINDIO_PIN_IOVEC	(1U << 2)	/* addr is an array of len struct iovec */
+#define PINDIO_PIN_FLAGS	(PINDIO_PIN_WRITE | PINDIO_PIN_LONGTERM | PINDIO_PIN_IOVEC)
+
+/**
+ * struct pindio_pin - argument of PINDIO_IOC_PIN: pin user memory and keep the pin in the file
+ * @size: in: sizeof(struct pindio_pin)
+ * @flags: in: PINDIO_PIN_*
+ * @addr: in: the buffer, or with PINDIO_PIN_IOVEC the struct iovec array
+ * @len: in: bytes, or with PINDIO_PIN_IOVEC the number of iovec segments
+ * @handle: out: names the pin for PINDIO_IOC_READ_PINNED and PINDIO_IOC_UNPIN
+ * @nr_pages: out: pages pinned
+ * @bytes: out: bytes pinned
+ *
+ * The pin lasts until PINDIO_IOC_UNPIN or until the file is closed. Either everything is pinned
+ * or, on error, nothing.
+ *
+ * Errors:
+ *   EINVAL  unknown flags; len 0; addr + len overflows; more than UIO_MAXIOV (1024) segments or
+ *           a total above MAX_RW_COUNT (INT_MAX rounded down to a page) with PINDIO_PIN_IOVEC
+ *   EFAULT  addr (or a segment) is not mapped user memory, or cannot be written with
+ *           PINDIO_PIN_WRITE
+ *   EMFILE  the file already holds PINDIO_MAX_PIN_HANDLES pins
+ *   ENOSPC  the pin would take the file past PINDIO_MAX_PINNED_PAGES pinned pages
+ *   ENOMEM  out of memory
+ */
+struct pindio_pin {
+	__u32 size;
+	__u32 flags;
+	__u64 addr;
+	__u64 len;
+	__u32 handle;
+	__u32 nr_pages;
+	__u64 bytes;
+};
+
+#define PINDIO_PIN_SIZE_VER0	40
+
+/**
+ * struct pindio_read_pinned - argument of PINDIO_IOC_READ_PINNED: copy what pinned pages hold now
+ * @size: in: sizeof(struct pindio_read_pinned)
+ * @handle: in: a handle from PINDIO_IOC_PIN
+ * @offset: in: where to start, in bytes from the start of the pinned memory
+ * @buf: in: where to copy to
+ * @len: in: how many bytes
+ *
+ * Reads the pages themselves (the kernel's view), not the caller's mapping: after a fork or a
+ * munmap this shows what a device would see.
+ *
+ * Errors:
+ *   ENOENT  no such handle
+ *   EINVAL  offset + len overflows or is past the pinned bytes
+ *   EFAULT  buf is not writable
+ */
+struct pindio_read_pinned {
+	__u32 size;
+	__u32 handle;
+	__u64 offset;
+	__u64 buf;
+	__u64 len;
+};
+
+#define PINDIO_READ_PINNED_SIZE_VER0	32
+
+/**
+ * struct pindio_unpin - argument of PINDIO_IOC_UNPIN: release a pin
+ * @size: in: sizeof(struct pindio_unpin)
+ * @handle: in: a handle from PINDIO_IOC_PIN
+ *
+ * Errors:
+ *   ENOENT  no such handle (never pinned, or already released)
+ */
+struct pindio_unpin {
+	__u32 size;
+	__u32 handle;
+};
+
+#define PINDIO_UNPIN_SIZE_VER0	8
+
+#define PINDIO_IOC_PIN		_IOWR(PINDIO_IOC_MAGIC, 0x01, struct pindio_pin)
+#define PINDIO_IOC_READ_PINNED	_IOW(PINDIO_IOC_MAGIC, 0x02, struct pindio_read_pinned)
+#define PINDIO_IOC_UNPIN	_IOW(PINDIO_IOC_MAGIC, 0x03, struct pindio_unpin)
 
 #endif /* _UAPI_LINUX_PINDIO_H */

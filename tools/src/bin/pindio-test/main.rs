@@ -11,6 +11,8 @@ use pindio::{
 };
 use std::{io, mem::size_of, os::unix::fs::FileTypeExt, os::unix::fs::PermissionsExt, ptr};
 
+mod pin_tests;
+
 fn device() -> Result<Device> {
     Device::open().context("open /dev/pindio")
 }
@@ -147,6 +149,46 @@ fn version_bad_pointer_efault() -> Result<()> {
 
 const CASES: &[Case] = &[
     Case {
+        name: "pin_read_pinned_matches",
+        run: pin_tests::read_pinned_matches,
+    },
+    Case {
+        name: "pin_ro_sees_parent_write",
+        run: pin_tests::ro_pin_sees_parent_write,
+    },
+    Case {
+        name: "pin_fork_child_write_not_seen",
+        run: pin_tests::fork_child_write_not_seen,
+    },
+    Case {
+        name: "pin_survives_munmap",
+        run: pin_tests::survives_munmap,
+    },
+    Case {
+        name: "pin_released_at_close",
+        run: pin_tests::released_at_close,
+    },
+    Case {
+        name: "pin_iovec_odd_segments",
+        run: pin_tests::iovec_odd_segments,
+    },
+    Case {
+        name: "pin_hugetlb",
+        run: pin_tests::hugetlb,
+    },
+    Case {
+        name: "pin_thp",
+        run: pin_tests::thp,
+    },
+    Case {
+        name: "pin_bad_arguments",
+        run: pin_tests::bad_arguments,
+    },
+    Case {
+        name: "pin_limits",
+        run: pin_tests::limits,
+    },
+    Case {
         name: "device_node_mode_0600",
         run: device_node,
     },
@@ -172,8 +214,18 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// After every case: every pin taken was released.
+fn pin_balance() -> Result<()> {
+    let (acquired, released) = pindio::foll_pin_counts()?;
+    ensure!(
+        acquired == released,
+        "pin balance: nr_foll_pin_acquired {acquired} != nr_foll_pin_released {released}"
+    );
+    Ok(())
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).collect();
-    let failed = ktap::run(CASES, &filter);
+    let failed = ktap::run(CASES, &filter, pin_balance);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

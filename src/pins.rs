@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Pins held by an open file of `/dev/pindio`: `PINDIO_IOC_PIN`, `_READ_PINNED`, `_UNPIN`.
+//!
+//! A [`Pin`] owns its batches of pinned pages; dropping it (UNPIN, or closing the file, which
+//! drops the whole [`Pins`] table) unpins each page exactly once.
+
+use crate::abi::PinRequest;
+use crate::extract::{Dir, HeapSlots, PinnedBatch, UserPages};
+use crate::segments::pages_spanned;
+use crate::uapi;
+use kernel::{
+    page::PAGE_SIZE,
+    prelude::*,
+    uaccess::{UserPtr, UserSliceWriter},
+};
+
+/// User memory pinned until dropped.
+pub(crate) struct Pin {
+    batches: KVec<PinnedBatch<HeapSlots>>,
+    pages: usize,
+    bytes: usize,
+}
+
+impl Pin {
+    /// Pins what `req` describes, taking at most `max_pages` pages: all of it, or nothing.
+    fn new(req: PinRequest, addr: UserPtr, len: u64, max_pages: usize) -> Result<Self> {
+        let dir = if req.write {
+            Dir::FromDevice
+        } else {
+            Dir::ToDevice
+        };
+        let mut src = match req.iovec {
+            Some(nr_segs) => UserPages::new_iovec(addr, nr_segs, dir, req.longterm)?,
+            None => {
+                // A range over the budget is refused before anything is pinned.
+                let start = u64::try_from(addr.as_const_ptr() as usize)?;
+                let pages = pages_spanned(start, len, PAGE_SIZE as u64).ok_or(EINVAL)?;
+                if pages > u64::try_from(max_pages)? {
+                    return Err(ENOSPC);
+                }
+                UserPages::new(addr, len.try_into()?, dir, req.longterm)?
+            }
+        };
+        let mut pin = Pin {
+            batches: KVec::new(),
+            pages: 0,
+            bytes: 0,
+        };
+        while src.remaining() > 0 {
+            let budget = max_pages - pin.pages;
+            if budget == 0 {
+                return Err(ENOSPC);
+            }
+            let slots = HeapSlots::new(src.next_segment_pages().clamp(1, budget))?;
+            pin.batches.reserve(1, GFP_KERNEL)?;
+            let Some(batch) = src.next_batch(slots)? else {
+                break;
+            };
+            pin.pages += batch.nr_pages();
+            pin.bytes += batch.len();
+            pin.batches.push(batch, GFP_KERNEL)?;
+        }
+        Ok(pin)
+    }
+
+    /// Copies `len` bytes the pinned pages hold now, from `offset`, to `out`.
+    fn read(&mut self, offset: usize, len: usize, out: &mut UserSliceWriter) -> Result {
+        if offset.checked_add(len).is_none_or(|end| end > self.bytes) {
+            return Err(EINVAL);
+        }
+        let mut bounce = KVec::with_capacity(PAGE_SIZE, GFP_KERNEL)?;
+        bounce.resize(PAGE_SIZE, 0u8, GFP_KERNEL)?;
+        let (mut skip, mut left) = (offset, len);
+        for batch in self.batches.iter_mut() {
+            for (page, seg_off, seg_len) in batch.segments() {
+                if left == 0 {
+                    return Ok(());
+                }
+                if skip >= seg_len {
+                    skip -= seg_len;
+                    continue;
+                }
+                let n = (seg_len - skip).min(left);
+                // SAFETY: `bounce` has room for `n <= PAGE_SIZE` bytes. User space may write the
+                // page concurrently (it is mapped there); the bytes are plain data copied out,
+                // as `copy_to_user` from any user-mapped page does.
+                unsafe { page.read_raw(bounce.as_mut_ptr(), seg_off + skip, n)? };
+                out.write_slice(bounce.get(..n).ok_or(EINVAL)?)?;
+                skip = 0;
+                left -= n;
+            }
+        }
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(EINVAL)
+        }
+    }
+}
+
+/// The pins of one open file, with its limits.
+pub(crate) struct Pins {
+    pins: KVec<(u32, Pin)>,
+    pages: usize,
+    last_handle: u32,
+}
+
+impl Pins {
+    /// No pins.
+    pub(crate) fn new() -> Self {
+        Self {
+            pins: KVec::new(),
+            pages: 0,
+            last_handle: 0,
+        }
+    }
+
+    /// Pins `req`; returns its handle, pages and bytes.
+    pub(crate) fn pin(
+        &mut self,
+        req: PinRequest,
+        addr: UserPtr,
+        len: u64,
+    ) -> Result<(u32, usize, usize)> {
+        if self.pins.len() >= uapi::PINDIO_MAX_PIN_HANDLES as usize {
+            return Err(EMFILE);
+        }
+        let budget = (uapi::PINDIO_MAX_PINNED_PAGES as usize).saturating_sub(self.pages);
+        let pin = Pin::new(req, addr, len, budget)?;
+        let handle = self.free_handle();
+        let (pages, bytes) = (pin.pages, pin.bytes);
+        self.pins.push((handle, pin), GFP_KERNEL)?;
+        self.pages += pages;
+        self.last_handle = handle;
+        Ok((handle, pages, bytes))
+    }
+
+    /// The next handle after the last one given out that is not in use (never 0).
+    fn free_handle(&self) -> u32 {
+        let mut handle = self.last_handle;
+        loop {
+            handle = handle.wrapping_add(1).max(1);
+            if !self.pins.iter().any(|(h, _)| *h == handle) {
+                return handle;
+            }
+        }
+    }
+
+    /// `PINDIO_IOC_READ_PINNED`.
+    pub(crate) fn read(
+        &mut self,
+        handle: u32,
+        offset: u64,
+        len: u64,
+        out: &mut UserSliceWriter,
+    ) -> Result {
+        let (_, pin) = self
+            .pins
+            .iter_mut()
+            .find(|(h, _)| *h == handle)
+            .ok_or(ENOENT)?;
+        pin.read(offset.try_into()?, len.try_into()?, out)
+    }
+
+    /// `PINDIO_IOC_UNPIN`: drops the pin, which unpins its pages.
+    pub(crate) fn unpin(&mut self, handle: u32) -> Result {
+        let index = self
+            .pins
+            .iter()
+            .position(|(h, _)| *h == handle)
+            .ok_or(ENOENT)?;
+        let (_, pin) = self.pins.remove(index)?;
+        self.pages -= pin.pages;
+        Ok(())
+    }
+}
