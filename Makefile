@@ -6,6 +6,7 @@
 #   make test     host tests + KUnit and user tests in QEMU; last line "N passed, N failed"
 #   make run      boot QEMU, load the module and show what it does with the CLI
 #   make shell    boot QEMU to an interactive shell with the module loaded
+#   make bench    boot QEMU and run the benchmarks (PINDIO_BENCH_MIB, default 512)
 #   make kernel   build (or reuse) the cached test kernel only
 #   make setup    install what is missing (Debian packages, bindgen)
 #   make clippy   clippy over the module (through Kbuild) and the tools
@@ -44,7 +45,7 @@ CARGO_ENV := env -u RUSTC LIBCLANG_PATH=/usr/lib/llvm$(LLVM)/lib
 
 export PINDIO_KDIR_OVERRIDE := $(if $(OWN_KDIR),$(KDIR))
 
-.PHONY: all setup kernel module tools test run shell clippy fmt fmt-check clean host-test
+.PHONY: all setup kernel module tools test run shell bench clippy fmt fmt-check clean host-test
 
 all: module tools
 
@@ -77,7 +78,11 @@ run: all
 shell: all
 	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/qemu shell
 
+bench: all
+	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/qemu bench
+
 clippy: kernel
+	touch src/pindio.rs kunit-tests/pindio_kunit.rs
 	$(MAKE) -C $(KDIR) M=$(TOP) $(KBUILD_VARS) CLIPPY=1 modules
 	cd tools && $(CARGO_ENV) $(CARGO) clippy --locked --all-targets -- -D warnings
 

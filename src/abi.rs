@@ -18,6 +18,8 @@ pub(crate) enum Command {
     ReadPinned,
     /// `PINDIO_IOC_UNPIN`.
     Unpin,
+    /// `PINDIO_IOC_PIN_BENCH`.
+    PinBench,
 }
 
 /// Why an ioctl was refused before any work was done; each maps to one errno.
@@ -37,7 +39,8 @@ pub(crate) enum AbiError {
 pub(crate) const ABI_VERSION: u32 = uapi::PINDIO_ABI_VERSION;
 
 /// The feature bits this build implements.
-pub(crate) const FEATURES: u64 = (uapi::PINDIO_FEAT_VERSION | uapi::PINDIO_FEAT_PIN) as u64;
+pub(crate) const FEATURES: u64 =
+    (uapi::PINDIO_FEAT_VERSION | uapi::PINDIO_FEAT_PIN | uapi::PINDIO_FEAT_PIN_BENCH) as u64;
 
 /// The size field of an ioctl number (`_IOC_SIZEMASK << _IOC_SIZESHIFT` in asm-generic/ioctl.h).
 const IOC_SIZE_FIELD: u32 = 0x3fff << 16;
@@ -48,6 +51,7 @@ const COMMANDS: &[(u32, Command)] = &[
     (uapi::PINDIO_IOC_PIN, Command::Pin),
     (uapi::PINDIO_IOC_READ_PINNED, Command::ReadPinned),
     (uapi::PINDIO_IOC_UNPIN, Command::Unpin),
+    (uapi::PINDIO_IOC_PIN_BENCH, Command::PinBench),
 ];
 
 /// Decodes an ioctl number.
@@ -90,6 +94,26 @@ pub(crate) fn check_pin(flags: u32, addr: u64, len: u64) -> Result<PinRequest, A
         longterm: flags & uapi::PINDIO_PIN_LONGTERM != 0,
         iovec,
     })
+}
+
+/// Checks a `struct pindio_pin_bench`: the flags and range of a pin, a bounded length, and a
+/// non-zero batch size. Returns the request and the pages per call.
+pub(crate) fn check_pin_bench(
+    flags: u32,
+    addr: u64,
+    len: u64,
+    pages_per_call: u32,
+    reserved: u32,
+) -> Result<(PinRequest, usize), AbiError> {
+    if flags & uapi::PINDIO_PIN_IOVEC != 0
+        || len > uapi::PINDIO_PIN_BENCH_MAX_BYTES as u64
+        || pages_per_call == 0
+        || reserved != 0
+    {
+        return Err(AbiError::Invalid);
+    }
+    let per_call = usize::try_from(pages_per_call).map_err(|_| AbiError::Invalid)?;
+    Ok((check_pin(flags, addr, len)?, per_call))
 }
 
 /// Checks the `size` a caller put in an argument struct whose first published size is `size_ver0`.
@@ -142,6 +166,20 @@ mod tests {
         assert_eq!(check_pin(1 << 3, 4096, 1), Err(AbiError::Invalid));
         assert_eq!(check_pin(0, u64::MAX - 10, 11), Err(AbiError::Invalid));
         assert_eq!(check_pin(iov, 0, 1 << 32), Err(AbiError::Invalid));
+    }
+
+    #[test]
+    fn pin_bench_requests() {
+        let max = uapi::PINDIO_PIN_BENCH_MAX_BYTES as u64;
+        assert_eq!(check_pin_bench(0, 4096, max, 512, 0).map(|r| r.1), Ok(512));
+        assert_eq!(
+            check_pin_bench(0, 4096, max + 1, 1, 0),
+            Err(AbiError::Invalid)
+        );
+        assert_eq!(check_pin_bench(0, 4096, 4096, 0, 0), Err(AbiError::Invalid));
+        assert_eq!(check_pin_bench(0, 4096, 4096, 1, 1), Err(AbiError::Invalid));
+        let iov = uapi::PINDIO_PIN_IOVEC;
+        assert_eq!(check_pin_bench(iov, 4096, 1, 1, 0), Err(AbiError::Invalid));
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! back once (see [`crate::uarg`]).
 
 use crate::abi::{self, Command};
-use crate::pins::Pins;
-use crate::uapi::{pindio_pin, pindio_read_pinned, pindio_unpin, pindio_version};
+use crate::pins::{self, Pins};
+use crate::uapi::{pindio_pin, pindio_pin_bench, pindio_read_pinned, pindio_unpin, pindio_version};
 use crate::uarg::ExtArg;
 use kernel::{
     fs::File,
@@ -46,6 +46,7 @@ impl MiscDevice for PindioFile {
             Command::Pin => me.pin(arg),
             Command::ReadPinned => me.read_pinned(arg),
             Command::Unpin => me.unpin(arg),
+            Command::PinBench => me.pin_bench(arg),
         }
     }
 }
@@ -92,6 +93,19 @@ impl PindioFile {
         self.pins
             .lock()
             .read(read.handle, read.offset, read.len, &mut out)?;
+        Ok(0)
+    }
+
+    /// `PINDIO_IOC_PIN_BENCH`: times pinning and releasing a range; holds nothing afterwards.
+    fn pin_bench(&self, arg: UserPtr) -> Result<isize> {
+        let mut bench = ExtArg::<pindio_pin_bench>::read(arg)?;
+        let v = bench.val;
+        let (req, per_call) =
+            abi::check_pin_bench(v.flags, v.addr, v.len, v.pages_per_call, v.reserved)?;
+        let (get_ns, put_ns) = pins::bench(req, user_ptr(v.addr)?, v.len, per_call)?;
+        bench.val.get_ns = get_ns;
+        bench.val.put_ns = put_ns;
+        bench.write_back()?;
         Ok(0)
     }
 

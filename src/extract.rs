@@ -88,6 +88,12 @@ impl PageSlots for HeapSlots {
     }
 }
 
+impl PageSlots for &mut [*mut bindings::page] {
+    fn slots(&mut self) -> &mut [*mut bindings::page] {
+        self
+    }
+}
+
 impl<T: PageSlots + ?Sized> PageSlots for &mut T {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         (**self).slots()

@@ -6,12 +6,13 @@
 //! drops the whole [`Pins`] table) unpins each page exactly once.
 
 use crate::abi::PinRequest;
-use crate::extract::{Dir, HeapSlots, PinnedBatch, UserPages};
+use crate::extract::{Dir, HeapSlots, PageSlots, PinnedBatch, UserPages};
 use crate::segments::pages_spanned;
 use crate::uapi;
 use kernel::{
     page::PAGE_SIZE,
     prelude::*,
+    time::{Instant, Monotonic},
     uaccess::{UserPtr, UserSliceWriter},
 };
 
@@ -174,4 +175,44 @@ impl Pins {
         self.pages -= pin.pages;
         Ok(())
     }
+}
+
+/// `PINDIO_IOC_PIN_BENCH`: pins `len` bytes at `addr` in batches of `per_call` pages, holding
+/// every pin, then releases them all, as gup_test's PIN_FAST_BENCHMARK does.
+///
+/// Returns the nanoseconds taken to pin and to release.
+pub(crate) fn bench(
+    req: PinRequest,
+    addr: UserPtr,
+    len: u64,
+    per_call: usize,
+) -> Result<(u64, u64)> {
+    let dir = if req.write {
+        Dir::FromDevice
+    } else {
+        Dir::ToDevice
+    };
+    let start = u64::try_from(addr.as_const_ptr() as usize)?;
+    let nr_pages = pages_spanned(start, len, PAGE_SIZE as u64).ok_or(EINVAL)?;
+    // One page array for the whole range (as gup_test's), cut into one piece per batch.
+    let mut slots = HeapSlots::new(nr_pages.try_into()?)?;
+    let mut batches = KVec::with_capacity(slots.slots().len().div_ceil(per_call), GFP_KERNEL)?;
+    let mut src = UserPages::new(addr, len.try_into()?, dir, req.longterm)?;
+    let t0 = Instant::<Monotonic>::now();
+    for piece in slots.slots().chunks_mut(per_call) {
+        match src.next_batch(piece)? {
+            // Cannot allocate: the capacity covers one batch per piece.
+            Some(batch) => batches.push(batch, GFP_KERNEL)?,
+            None => break,
+        }
+    }
+    let t1 = Instant::<Monotonic>::now();
+    let complete = src.remaining() == 0;
+    drop(batches);
+    let t2 = Instant::<Monotonic>::now();
+    if !complete {
+        return Err(EFAULT);
+    }
+    let ns = |d: kernel::time::Delta| u64::try_from(d.as_nanos()).unwrap_or(0);
+    Ok((ns(t1 - t0), ns(t2 - t1)))
 }

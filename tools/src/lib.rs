@@ -56,6 +56,10 @@ pub const FEATURE_NAMES: &[(u64, &str)] = &[
         uapi::PINDIO_FEAT_PIN as u64,
         "pins held by the device (PINDIO_IOC_PIN, _READ_PINNED, _UNPIN)",
     ),
+    (
+        uapi::PINDIO_FEAT_PIN_BENCH as u64,
+        "in-kernel pin benchmark (PINDIO_IOC_PIN_BENCH)",
+    ),
 ];
 
 /// An argument struct of the ABI whose first member is `size`.
@@ -82,7 +86,13 @@ macro_rules! ext_structs {
     )*};
 }
 
-ext_structs!(pindio_version, pindio_pin, pindio_read_pinned, pindio_unpin);
+ext_structs!(
+    pindio_version,
+    pindio_pin,
+    pindio_read_pinned,
+    pindio_unpin,
+    pindio_pin_bench
+);
 
 /// A pin held by the device, as `PINDIO_IOC_PIN` reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +155,24 @@ impl Device {
             .map(drop)
     }
 
+    /// `PINDIO_IOC_PIN_BENCH`: nanoseconds to pin `len` bytes at `addr` in calls of
+    /// `pages_per_call` pages, and to release them.
+    pub fn pin_bench(
+        &self,
+        addr: usize,
+        len: u64,
+        pages_per_call: u32,
+        flags: u32,
+    ) -> io::Result<(u64, u64)> {
+        let mut bench = uapi::pindio_pin_bench::sized();
+        bench.flags = flags;
+        bench.addr = addr as u64;
+        bench.len = len;
+        bench.pages_per_call = pages_per_call;
+        self.ioctl(uapi::PINDIO_IOC_PIN_BENCH, &mut bench)?;
+        Ok((bench.get_ns, bench.put_ns))
+    }
+
     /// `PINDIO_IOC_UNPIN`.
     pub fn unpin(&self, handle: u32) -> io::Result<()> {
         let mut unpin = uapi::pindio_unpin::sized();
@@ -172,6 +200,65 @@ impl Device {
         } else {
             Ok(ret)
         }
+    }
+}
+
+/// gup_test's benchmark device (`CONFIG_GUP_TEST`), the kernel's own pin path to compare with.
+pub mod gup_test {
+    use std::{fs::OpenOptions, io, os::fd::AsRawFd};
+
+    /// `struct gup_test` of the kernel's `mm/gup_test.h` (not a uapi header, so written out here
+    /// as tools/testing/selftests/mm does).
+    #[repr(C)]
+    #[derive(Default)]
+    struct GupTest {
+        get_delta_usec: u64,
+        put_delta_usec: u64,
+        addr: u64,
+        size: u64,
+        nr_pages_per_call: u32,
+        gup_flags: u32,
+        test_flags: u32,
+        which_pages: [u32; 8],
+    }
+
+    /// `PIN_FAST_BENCHMARK`: `_IOWR('g', 2, struct gup_test)`.
+    const PIN_FAST_BENCHMARK: u32 =
+        (3 << 30) | ((std::mem::size_of::<GupTest>() as u32) << 16) | ((b'g' as u32) << 8) | 2;
+
+    /// `FOLL_WRITE` of include/linux/mm_types.h.
+    pub const FOLL_WRITE: u32 = 1;
+
+    /// Runs PIN_FAST_BENCHMARK over `size` bytes at `addr`; returns (get, put) in microseconds.
+    pub fn pin_fast_benchmark(
+        addr: usize,
+        size: u64,
+        pages_per_call: u32,
+        gup_flags: u32,
+    ) -> io::Result<(u64, u64)> {
+        let dev = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/sys/kernel/debug/gup_test")?;
+        let mut arg = GupTest {
+            addr: addr as u64,
+            size,
+            nr_pages_per_call: pages_per_call,
+            gup_flags,
+            ..Default::default()
+        };
+        // SAFETY: `arg` is a live `struct gup_test`, the type PIN_FAST_BENCHMARK takes.
+        let ret = unsafe {
+            libc::ioctl(
+                dev.as_raw_fd(),
+                PIN_FAST_BENCHMARK as libc::c_ulong,
+                &mut arg as *mut GupTest,
+            )
+        };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((arg.get_delta_usec, arg.put_delta_usec))
     }
 }
 

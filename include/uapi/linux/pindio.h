@@ -42,6 +42,7 @@
 /* Feature bits, reported by PINDIO_IOC_VERSION. */
 #define PINDIO_FEAT_VERSION	(1ULL << 0)	/* PINDIO_IOC_VERSION */
 #define PINDIO_FEAT_PIN		(1ULL << 1)	/* PINDIO_IOC_PIN, _READ_PINNED, _UNPIN */
+#define PINDIO_FEAT_PIN_BENCH	(1ULL << 2)	/* PINDIO_IOC_PIN_BENCH */
 
 /* Per open file: at most this many pin handles and pinned pages at once. */
 #define PINDIO_MAX_PIN_HANDLES	64
@@ -146,8 +147,45 @@ struct pindio_unpin {
 
 #define PINDIO_UNPIN_SIZE_VER0	8
 
+/* The largest range PINDIO_IOC_PIN_BENCH pins (1 GiB). */
+#define PINDIO_PIN_BENCH_MAX_BYTES	(1ULL << 30)
+
+/**
+ * struct pindio_pin_bench - argument of PINDIO_IOC_PIN_BENCH: time pinning and unpinning
+ * @size: in: sizeof(struct pindio_pin_bench)
+ * @flags: in: PINDIO_PIN_WRITE, PINDIO_PIN_LONGTERM
+ * @addr: in: the buffer (populate it first: faults are timed too)
+ * @len: in: bytes, at most PINDIO_PIN_BENCH_MAX_BYTES
+ * @pages_per_call: in: pages asked of each extraction call
+ * @reserved: in: must be 0
+ * @get_ns: out: time to pin the whole range, batch by batch, holding every pin
+ * @put_ns: out: time to release all of them
+ *
+ * The same measurement as gup_test's PIN_FAST_BENCHMARK (mm/gup_test.c), through pindio's
+ * extraction API (iov_iter_extract_pages), so the two can be compared in one boot.
+ *
+ * Errors:
+ *   EINVAL  unknown flags; len 0 or above PINDIO_PIN_BENCH_MAX_BYTES; addr + len overflows;
+ *           pages_per_call 0; reserved not 0
+ *   EFAULT  the range is not mapped user memory (writable with PINDIO_PIN_WRITE)
+ *   ENOMEM  out of memory
+ */
+struct pindio_pin_bench {
+	__u32 size;
+	__u32 flags;
+	__u64 addr;
+	__u64 len;
+	__u32 pages_per_call;
+	__u32 reserved;
+	__u64 get_ns;
+	__u64 put_ns;
+};
+
+#define PINDIO_PIN_BENCH_SIZE_VER0	48
+
 #define PINDIO_IOC_PIN		_IOWR(PINDIO_IOC_MAGIC, 0x01, struct pindio_pin)
 #define PINDIO_IOC_READ_PINNED	_IOW(PINDIO_IOC_MAGIC, 0x02, struct pindio_read_pinned)
 #define PINDIO_IOC_UNPIN	_IOW(PINDIO_IOC_MAGIC, 0x03, struct pindio_unpin)
+#define PINDIO_IOC_PIN_BENCH	_IOWR(PINDIO_IOC_MAGIC, 0x04, struct pindio_pin_bench)
 
 #endif /* _UAPI_LINUX_PINDIO_H */

@@ -189,6 +189,10 @@ const CASES: &[Case] = &[
         run: pin_tests::limits,
     },
     Case {
+        name: "pin_bench",
+        run: pin_tests::pin_bench,
+    },
+    Case {
         name: "device_node_mode_0600",
         run: device_node,
     },
