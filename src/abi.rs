@@ -106,7 +106,7 @@ pub(crate) fn check_pin_bench(
     reserved: u32,
 ) -> Result<(PinRequest, usize), AbiError> {
     if flags & uapi::PINDIO_PIN_IOVEC != 0
-        || len > uapi::PINDIO_PIN_BENCH_MAX_BYTES as u64
+        || len > u64::from(uapi::PINDIO_PIN_BENCH_MAX_BYTES)
         || pages_per_call == 0
         || reserved != 0
     {

@@ -196,7 +196,7 @@ pub(crate) fn bench(
     let nr_pages = pages_spanned(start, len, PAGE_SIZE as u64).ok_or(EINVAL)?;
     // One page array for the whole range (as gup_test's), cut into one piece per batch.
     let mut slots = HeapSlots::new(nr_pages.try_into()?)?;
-    let mut batches = KVec::with_capacity(slots.slots().len().div_ceil(per_call), GFP_KERNEL)?;
+    let mut batches = KVVec::with_capacity(slots.slots().len().div_ceil(per_call), GFP_KERNEL)?;
     let mut src = UserPages::new(addr, len.try_into()?, dir, req.longterm)?;
     let t0 = Instant::<Monotonic>::now();
     for piece in slots.slots().chunks_mut(per_call) {
