@@ -160,6 +160,28 @@ pub(crate) type PinnedBatch<S> = Batch<S, Pinned>;
 pub(crate) type ListedBatch<'a, S> = Batch<S, Listed<'a>>;
 
 impl<S: PageSlots, R: Release> Batch<S, R> {
+    /// The batch an extraction call filled in `slots`: `len` bytes from `offset0` into the
+    /// first page. Zero bytes (the kernel extracted nothing) is `EFAULT`.
+    ///
+    /// # Safety
+    ///
+    /// The first slots hold the pages those bytes span, each holding what `R` releases and
+    /// staying valid until then.
+    unsafe fn new(slots: S, offset0: usize, len: usize, release: R) -> Result<Self> {
+        if len == 0 {
+            return Err(EFAULT);
+        }
+        let nr = offset0.checked_add(len).ok_or(EINVAL)?.div_ceil(PAGE_SIZE);
+        // INVARIANT: by the caller's guarantee, the first `nr` slots hold the pages spanned.
+        Ok(Self {
+            slots,
+            nr,
+            offset0,
+            len,
+            release,
+        })
+    }
+
     /// Number of pages in the batch.
     pub(crate) fn nr_pages(&self) -> usize {
         self.nr
@@ -402,21 +424,12 @@ impl UserPages {
         } else {
             self.iter.extract(slots.slots())?
         };
-        if len == 0 {
-            return Err(EFAULT);
-        }
-        let nr = offset0.checked_add(len).ok_or(EINVAL)?.div_ceil(PAGE_SIZE);
-        // INVARIANT: the kernel pinned the `nr` pages that `len` bytes from `offset0` span, into
-        // the first `nr` slots.
-        Ok(Some(Batch {
-            slots,
-            nr,
-            offset0,
-            len,
-            release: Pinned {
-                dirty: self.dir == Dir::FromDevice,
-            },
-        }))
+        let release = Pinned {
+            dirty: self.dir == Dir::FromDevice,
+        };
+        // SAFETY: The kernel pinned the pages that `len` bytes from `offset0` span into the
+        // first slots, one FOLL_PIN pin each, and they stay pinned until released.
+        unsafe { Batch::new(slots, offset0, len, release) }.map(Some)
     }
 }
 
@@ -533,19 +546,9 @@ impl<'a> KernelPages<'a> {
             return Ok(None);
         }
         let (len, offset0) = self.iter.extract(slots.slots())?;
-        if len == 0 {
-            return Err(EFAULT);
-        }
-        let nr = offset0.checked_add(len).ok_or(EINVAL)?.div_ceil(PAGE_SIZE);
-        // INVARIANT: the kernel listed the `nr` pages that `len` bytes from `offset0` span; they
-        // belong to buffers borrowed for `'a` and hold no reference to release.
-        Ok(Some(Batch {
-            slots,
-            nr,
-            offset0,
-            len,
-            release: Listed(PhantomData),
-        }))
+        // SAFETY: The kernel listed the pages that `len` bytes from `offset0` span into the first
+        // slots; they belong to buffers borrowed for `'a` and hold no reference to release.
+        unsafe { Batch::new(slots, offset0, len, Listed(PhantomData)) }.map(Some)
     }
 }
 

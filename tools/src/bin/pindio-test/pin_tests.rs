@@ -2,7 +2,8 @@
 
 //! Tests of the pins the device holds: PINDIO_IOC_PIN, _READ_PINNED, _UNPIN.
 
-use anyhow::{bail, ensure, Context, Result};
+use super::{device, expect_errno};
+use anyhow::{ensure, Context, Result};
 use pindio::{uapi, Device};
 use std::{io, ptr};
 
@@ -64,23 +65,11 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
 }
 
-fn device() -> Result<Device> {
-    Device::open().context("open /dev/pindio")
-}
-
 fn read_all(dev: &Device, handle: u32, len: usize) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     dev.read_pinned(handle, 0, &mut buf)
         .context("PINDIO_IOC_READ_PINNED")?;
     Ok(buf)
-}
-
-fn expect_errno<T: std::fmt::Debug>(result: io::Result<T>, errno: i32, what: &str) -> Result<()> {
-    match result {
-        Err(err) if err.raw_os_error() == Some(errno) => Ok(()),
-        Err(err) => bail!("{what}: expected errno {errno}, got {err}"),
-        Ok(v) => bail!("{what}: expected errno {errno}, got success ({v:?})"),
-    }
 }
 
 pub fn read_pinned_matches() -> Result<()> {
