@@ -25,11 +25,6 @@ size_t pindio_iter_iov_len(const struct iov_iter *i)
 	return iter_iov_len(i);
 }
 
-bool pindio_iov_iter_extract_will_pin(const struct iov_iter *i)
-{
-	return iov_iter_extract_will_pin(i);
-}
-
 bool pindio_page_maybe_dma_pinned(struct page *page)
 {
 	return folio_maybe_dma_pinned(page_folio(page));

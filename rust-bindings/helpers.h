@@ -19,7 +19,6 @@ int pindio_copy_struct_from_user(void *dst, size_t ksize, const void __user *src
 size_t pindio_iov_iter_count(const struct iov_iter *i);
 void __user *pindio_iter_iov_addr(const struct iov_iter *i);
 size_t pindio_iter_iov_len(const struct iov_iter *i);
-bool pindio_iov_iter_extract_will_pin(const struct iov_iter *i);
 
 /* folio_maybe_dma_pinned() of a page: whether a page holds FOLL_PIN pins (the KUnit suites check it). */
 bool pindio_page_maybe_dma_pinned(struct page *page);

@@ -266,6 +266,16 @@ impl Iter {
         Ok((ret.try_into()?, offset0))
     }
 
+    /// The current segment of a user-backed iterator: its address and the bytes left in it.
+    fn user_segment(&self) -> (usize, usize) {
+        // SAFETY: `iter` is initialised (type invariant); callers use this only on user-backed
+        // iterators, whose current segment is a user address and length.
+        let addr = unsafe { helpers::pindio_iter_iov_addr(&self.iter) } as usize;
+        // SAFETY: As above.
+        let len = unsafe { helpers::pindio_iter_iov_len(&self.iter) };
+        (addr, len.min(self.count()))
+    }
+
     /// Like [`Iter::extract`] for a user iterator, but with `FOLL_LONGTERM` added: pins the pages
     /// of the current segment with `pin_user_pages_fast`, as `iov_iter_extract_user_pages` does.
     fn extract_longterm(
@@ -273,10 +283,7 @@ impl Iter {
         slots: &mut [*mut bindings::page],
         dir: Dir,
     ) -> Result<(usize, usize)> {
-        // SAFETY: `iter` is initialised (type invariant) and user-backed (the caller's).
-        let addr = unsafe { helpers::pindio_iter_iov_addr(&self.iter) } as usize;
-        // SAFETY: As above.
-        let seg_len = unsafe { helpers::pindio_iter_iov_len(&self.iter) }.min(self.count());
+        let (addr, seg_len) = self.user_segment();
         let offset0 = addr % PAGE_SIZE;
         let want = offset0
             .checked_add(seg_len)
@@ -399,10 +406,7 @@ impl UserPages {
 
     /// Pages the next batch can span at most: those of the current segment.
     pub(crate) fn next_segment_pages(&self) -> usize {
-        // SAFETY: `iter` is initialised and user-backed (type invariant).
-        let addr = unsafe { helpers::pindio_iter_iov_addr(&self.iter.iter) } as usize;
-        // SAFETY: As above.
-        let len = unsafe { helpers::pindio_iter_iov_len(&self.iter.iter) }.min(self.remaining());
+        let (addr, len) = self.iter.user_segment();
         (addr % PAGE_SIZE).saturating_add(len).div_ceil(PAGE_SIZE)
     }
 

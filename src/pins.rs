@@ -16,6 +16,22 @@ use kernel::{
     uaccess::{UserPtr, UserSliceWriter},
 };
 
+/// The direction a pin request implies: a pin for the device to write is device-to-memory.
+fn req_dir(req: &PinRequest) -> Dir {
+    if req.write {
+        Dir::FromDevice
+    } else {
+        Dir::ToDevice
+    }
+}
+
+/// Pages spanned by `len` bytes at `addr`.
+fn range_pages(addr: UserPtr, len: u64) -> Result<usize> {
+    let start = u64::try_from(addr.as_const_ptr() as usize)?;
+    let pages = pages_spanned(start, len, PAGE_SIZE as u64).ok_or(EINVAL)?;
+    Ok(pages.try_into()?)
+}
+
 /// User memory pinned until dropped.
 pub(crate) struct Pin {
     batches: KVec<PinnedBatch<HeapSlots>>,
@@ -26,18 +42,12 @@ pub(crate) struct Pin {
 impl Pin {
     /// Pins what `req` describes, taking at most `max_pages` pages: all of it, or nothing.
     fn new(req: PinRequest, addr: UserPtr, len: u64, max_pages: usize) -> Result<Self> {
-        let dir = if req.write {
-            Dir::FromDevice
-        } else {
-            Dir::ToDevice
-        };
+        let dir = req_dir(&req);
         let mut src = match req.iovec {
             Some(nr_segs) => UserPages::new_iovec(addr, nr_segs, dir, req.longterm)?,
             None => {
                 // A range over the budget is refused before anything is pinned.
-                let start = u64::try_from(addr.as_const_ptr() as usize)?;
-                let pages = pages_spanned(start, len, PAGE_SIZE as u64).ok_or(EINVAL)?;
-                if pages > u64::try_from(max_pages)? {
+                if range_pages(addr, len)? > max_pages {
                     return Err(ENOSPC);
                 }
                 UserPages::new(addr, len.try_into()?, dir, req.longterm)?
@@ -187,15 +197,9 @@ pub(crate) fn bench(
     len: u64,
     per_call: usize,
 ) -> Result<(u64, u64)> {
-    let dir = if req.write {
-        Dir::FromDevice
-    } else {
-        Dir::ToDevice
-    };
-    let start = u64::try_from(addr.as_const_ptr() as usize)?;
-    let nr_pages = pages_spanned(start, len, PAGE_SIZE as u64).ok_or(EINVAL)?;
+    let dir = req_dir(&req);
     // One page array for the whole range (as gup_test's), cut into one piece per batch.
-    let mut slots = HeapSlots::new(nr_pages.try_into()?)?;
+    let mut slots = HeapSlots::new(range_pages(addr, len)?)?;
     let mut batches = KVVec::with_capacity(slots.slots().len().div_ceil(per_call), GFP_KERNEL)?;
     let mut src = UserPages::new(addr, len.try_into()?, dir, req.longterm)?;
     let t0 = Instant::<Monotonic>::now();
