@@ -171,6 +171,64 @@ mod tests {
     }
 
     #[test]
+    fn extend_fills_one_batch_call_after_call() -> Result {
+        // Five pages from offset 100, one page per call: the same run of bytes as one call.
+        let base = user_mem::map(6 * PAGE_SIZE)?;
+        user_mem::fill(base, 6 * PAGE_SIZE)?;
+        let len = 5 * PAGE_SIZE - 100;
+        let mut src = UserPages::new(base.wrapping_byte_add(100), len, Dir::ToDevice, false)?;
+        let mut slots = StackSlots::new();
+        let mut batch = src.empty_batch(&mut slots);
+        let mut calls = KVec::new();
+        loop {
+            let added = src.extend(&mut batch, 1)?;
+            if added == 0 {
+                break;
+            }
+            calls.push(added, GFP_KERNEL)?;
+        }
+        assert_eq!(
+            calls[..],
+            [PAGE_SIZE - 100, PAGE_SIZE, PAGE_SIZE, PAGE_SIZE, PAGE_SIZE]
+        );
+        assert_eq!((batch.nr_pages(), batch.len()), (5, len));
+        let mut pages = KVec::new();
+        assert_eq!(walk(&mut batch, 100, pattern, &mut pages)?, len);
+        assert!(pages.iter().all(|&p| pinned(p)));
+        drop(batch);
+        assert!(!pages.iter().any(|&p| pinned(p)));
+        Ok(())
+    }
+
+    #[test]
+    fn extend_stops_where_the_run_would_break() -> Result {
+        // Two segments: the first ends inside a page, so the second cannot join its batch.
+        let base = user_mem::map(4 * PAGE_SIZE)?;
+        user_mem::fill(base, 2 * PAGE_SIZE)?;
+        let mut uvec = KVec::new();
+        for (off, len) in [(0usize, 10usize), (PAGE_SIZE, PAGE_SIZE)] {
+            uvec.extend_from_slice(
+                &(base.as_const_ptr() as usize + off).to_ne_bytes(),
+                GFP_KERNEL,
+            )?;
+            uvec.extend_from_slice(&len.to_ne_bytes(), GFP_KERNEL)?;
+        }
+        let uvec_ptr = base.wrapping_byte_add(3 * PAGE_SIZE);
+        user_mem::put(uvec_ptr, &uvec)?;
+        let mut src = UserPages::new_iovec(uvec_ptr, 2, Dir::FromDevice, false)?;
+        let mut slots = StackSlots::new();
+        let mut batch = src.empty_batch(&mut slots);
+        assert_eq!(src.extend(&mut batch, 16)?, 10);
+        assert_eq!(src.extend(&mut batch, 16)?, 0);
+        assert_eq!((batch.nr_pages(), src.remaining()), (1, PAGE_SIZE));
+        drop(batch);
+        let mut next = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
+        let mut pages = KVec::new();
+        assert_eq!(walk(&mut next, PAGE_SIZE, pattern, &mut pages)?, PAGE_SIZE);
+        Ok(())
+    }
+
+    #[test]
     fn partial_extraction_then_fault() -> Result {
         // Six pages with a hole at pages 3 and 4: the kernel pins pages 0-2 and stops.
         let base = user_mem::map(6 * PAGE_SIZE)?;

@@ -15,7 +15,7 @@
 //! slots while the first still holds pages. No allocation happens per batch.
 
 use crate::ffi::helpers;
-use crate::segments::Segments;
+use crate::segments::{pages_spanned, Segments};
 use core::{marker::PhantomData, mem::MaybeUninit, ptr, ptr::NonNull};
 use kernel::{
     bindings,
@@ -323,10 +323,13 @@ impl Iter {
 /// # Invariants
 ///
 /// `iter` is user-backed (`ITER_UBUF` or `ITER_IOVEC`). If `iov` is not null, it is the
-/// kmalloc'ed iovec array `iter` points into, freed on drop.
+/// kmalloc'ed array of `nr_segs` iovecs `iter` points into, freed on drop; if it is null, `iter`
+/// is an `ITER_UBUF` over the single segment `ubuf`.
 pub(crate) struct UserPages {
     iter: Iter,
     iov: *mut bindings::iovec,
+    nr_segs: usize,
+    ubuf: (usize, usize),
     dir: Dir,
     longterm: bool,
 }
@@ -353,10 +356,12 @@ impl UserPages {
         })?;
         // SAFETY: import_ubuf succeeded, so it initialised `iter`.
         let iter = unsafe { iter.assume_init() };
-        // INVARIANT: an ITER_UBUF iterator; no iovec array.
+        // INVARIANT: an ITER_UBUF iterator over `(addr, len)`; no iovec array.
         Ok(Self {
             iter: Iter { iter },
             iov: ptr::null_mut(),
+            nr_segs: 1,
+            ubuf: (addr.as_const_ptr() as usize, len),
             dir,
             longterm,
         })
@@ -390,10 +395,20 @@ impl UserPages {
         }
         // SAFETY: import_iovec succeeded, so it initialised `iter`.
         let iter = unsafe { iter.assume_init() };
-        // INVARIANT: an ITER_IOVEC (or ITER_UBUF for one segment) iterator into `iov`.
+        let iter = Iter { iter };
+        // For a single segment import_iovec makes an ITER_UBUF and keeps no array.
+        let ubuf = if iov.is_null() {
+            iter.user_segment()
+        } else {
+            (0, 0)
+        };
+        // INVARIANT: an ITER_IOVEC iterator into `iov` (`nr_segs` entries, checked by
+        // import_iovec), or, with `iov` null, an ITER_UBUF over `ubuf`.
         Ok(Self {
-            iter: Iter { iter },
+            iter,
             iov,
+            nr_segs: nr_segs.try_into()?,
+            ubuf,
             dir,
             longterm,
         })
@@ -404,36 +419,117 @@ impl UserPages {
         self.iter.count()
     }
 
+    /// The segments `(address, length)` the source was made from, whatever was extracted since.
+    pub(crate) fn user_segments(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let iovs: &[bindings::iovec] = if self.iov.is_null() {
+            &[]
+        } else {
+            // SAFETY: By the type invariant a non-null `iov` is an array of `nr_segs` iovecs
+            // owned by `self`, which nothing writes while `self` is borrowed.
+            unsafe { core::slice::from_raw_parts(self.iov, self.nr_segs) }
+        };
+        let ubuf = self.iov.is_null().then_some(self.ubuf);
+        let iovs = iovs.iter().map(|v| (v.iov_base as usize, v.iov_len));
+        Iterator::chain(ubuf.into_iter(), iovs)
+    }
+
+    /// The most pages the whole source can span: the sum over its segments.
+    pub(crate) fn max_pages(&self) -> usize {
+        self.user_segments()
+            .map(|(addr, len)| {
+                pages_spanned(addr as u64, len as u64, PAGE_SIZE as u64)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(usize::MAX)
+            })
+            .fold(0usize, usize::saturating_add)
+    }
+
     /// Pages the next batch can span at most: those of the current segment.
     pub(crate) fn next_segment_pages(&self) -> usize {
         let (addr, len) = self.iter.user_segment();
         (addr % PAGE_SIZE).saturating_add(len).div_ceil(PAGE_SIZE)
     }
 
-    /// Pins the next batch into `slots`: as many pages as fit and the kernel gives in one call
-    /// (possibly fewer than asked: partial extraction). `None` once everything was extracted.
-    pub(crate) fn next_batch<S: PageSlots>(
+    /// An empty batch on `slots`, for [`UserPages::extend`] to fill.
+    pub(crate) fn empty_batch<S: PageSlots>(&self, slots: S) -> PinnedBatch<S> {
+        // INVARIANT: no pages, no bytes.
+        Batch {
+            slots,
+            nr: 0,
+            offset0: 0,
+            len: 0,
+            release: Pinned {
+                dirty: self.dir == Dir::FromDevice,
+            },
+        }
+    }
+
+    /// Pins up to `max_pages` more pages, in one extraction call, into the free slots of `batch`,
+    /// continuing it (as `bio_iov_iter_get_pages` fills a bio call after call).
+    ///
+    /// Returns the bytes added, possibly fewer than asked (partial extraction). It adds nothing
+    /// (returns 0) once everything was extracted, when `batch` has no free slot, or when the
+    /// next bytes would not continue the batch: a batch is one run of bytes over its pages, so
+    /// a non-empty batch grows only if it ends on a page boundary and the next bytes start one.
+    /// On error, `batch` keeps what it held before the call.
+    pub(crate) fn extend<S: PageSlots>(
         &mut self,
-        mut slots: S,
-    ) -> Result<Option<PinnedBatch<S>>> {
+        batch: &mut PinnedBatch<S>,
+        max_pages: usize,
+    ) -> Result<usize> {
         if self.remaining() == 0 {
-            return Ok(None);
+            return Ok(0);
+        }
+        if batch.nr > 0
+            && ((batch.offset0 + batch.len) % PAGE_SIZE != 0
+                || self.iter.user_segment().0 % PAGE_SIZE != 0)
+        {
+            return Ok(0);
         }
         // Pins are taken in `current->mm`; a kernel thread without one has no user memory.
         if kernel::current!().mm().is_none() {
             return Err(EFAULT);
         }
+        let nr = batch.nr;
+        let Some(free) = batch.slots.slots().get_mut(nr..) else {
+            return Ok(0);
+        };
+        let want = free.len().min(max_pages);
+        let Some(free) = free.get_mut(..want).filter(|f| !f.is_empty()) else {
+            return Ok(0);
+        };
         let (len, offset0) = if self.longterm {
-            self.iter.extract_longterm(slots.slots(), self.dir)?
+            self.iter.extract_longterm(free, self.dir)?
         } else {
-            self.iter.extract(slots.slots())?
+            self.iter.extract(free)?
         };
-        let release = Pinned {
-            dirty: self.dir == Dir::FromDevice,
-        };
-        // SAFETY: The kernel pinned the pages that `len` bytes from `offset0` span into the
-        // first slots, one FOLL_PIN pin each, and they stay pinned until released.
-        unsafe { Batch::new(slots, offset0, len, release) }.map(Some)
+        if len == 0 {
+            return Err(EFAULT);
+        }
+        // INVARIANT: the kernel pinned the pages spanned by `len` bytes from `offset0` into the
+        // slots right after the batch's `nr` pages, one FOLL_PIN pin each. An empty batch takes
+        // the offset; a non-empty one ends a page and the new bytes start one (checked above),
+        // so `offset0` is 0 and the batch stays one run of bytes.
+        if nr == 0 {
+            batch.offset0 = offset0;
+        }
+        batch.nr = nr + (offset0 + len).div_ceil(PAGE_SIZE);
+        batch.len += len;
+        Ok(len)
+    }
+
+    /// Pins the next batch into `slots`: as many pages as fit and the kernel gives in one call
+    /// (possibly fewer than asked: partial extraction). `None` once everything was extracted.
+    pub(crate) fn next_batch<S: PageSlots>(&mut self, slots: S) -> Result<Option<PinnedBatch<S>>> {
+        if self.remaining() == 0 {
+            return Ok(None);
+        }
+        let mut batch = self.empty_batch(slots);
+        if self.extend(&mut batch, usize::MAX)? == 0 {
+            // No slot to extract into.
+            return Err(EINVAL);
+        }
+        Ok(Some(batch))
     }
 }
 

@@ -6,7 +6,7 @@
 //! drops the whole [`Pins`] table) unpins each page exactly once.
 
 use crate::abi::PinRequest;
-use crate::extract::{Dir, HeapSlots, PageSlots, PinnedBatch, UserPages};
+use crate::extract::{Dir, HeapSlots, PinnedBatch, UserPages};
 use crate::segments::pages_spanned;
 use crate::uapi;
 use kernel::{
@@ -198,21 +198,16 @@ pub(crate) fn bench(
     per_call: usize,
 ) -> Result<(u64, u64)> {
     let dir = req_dir(&req);
-    // One page array for the whole range (as gup_test's), cut into one piece per batch.
+    // One page array for the whole range, one batch filled `per_call` pages per extraction call
+    // and released in one call: the shape of gup_test's pages array and unpin_user_pages().
     let mut slots = HeapSlots::new(range_pages(addr, len)?)?;
-    let mut batches = KVVec::with_capacity(slots.slots().len().div_ceil(per_call), GFP_KERNEL)?;
     let mut src = UserPages::new(addr, len.try_into()?, dir, req.longterm)?;
     let t0 = Instant::<Monotonic>::now();
-    for piece in slots.slots().chunks_mut(per_call) {
-        match src.next_batch(piece)? {
-            // Cannot allocate: the capacity covers one batch per piece.
-            Some(batch) => batches.push(batch, GFP_KERNEL)?,
-            None => break,
-        }
-    }
+    let mut batch = src.empty_batch(&mut slots);
+    while src.extend(&mut batch, per_call)? > 0 {}
     let t1 = Instant::<Monotonic>::now();
     let complete = src.remaining() == 0;
-    drop(batches);
+    drop(batch);
     let t2 = Instant::<Monotonic>::now();
     if !complete {
         return Err(EFAULT);
