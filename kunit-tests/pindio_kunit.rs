@@ -18,12 +18,19 @@ mod abi;
 mod uarg;
 
 #[allow(dead_code, reason = "the suites use only part of the module's code")]
+#[path = "../src/dio.rs"]
+mod dio;
+#[allow(dead_code, reason = "the suites use only part of the module's code")]
 #[path = "../src/extract.rs"]
 mod extract;
+#[allow(dead_code, reason = "the suites use only part of the module's code")]
+#[path = "../src/plan.rs"]
+mod plan;
 #[allow(dead_code, reason = "the suites use only part of the module's code")]
 #[path = "../src/segments.rs"]
 mod segments;
 
+mod dio_tests;
 mod extract_tests;
 mod user_mem;
 
@@ -41,6 +48,7 @@ struct PindioKunit;
 
 impl kernel::Module for PindioKunit {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        dio_tests::find_devices();
         Ok(PindioKunit)
     }
 }

@@ -29,3 +29,38 @@ bool pindio_page_maybe_dma_pinned(struct page *page)
 {
 	return folio_maybe_dma_pinned(page_folio(page));
 }
+
+unsigned int pindio_bdev_logical_block_size(struct block_device *bdev)
+{
+	return bdev_logical_block_size(bdev);
+}
+
+unsigned int pindio_bdev_dma_alignment(struct block_device *bdev)
+{
+	return bdev_dma_alignment(bdev);
+}
+
+loff_t pindio_bdev_nr_bytes(struct block_device *bdev)
+{
+	return bdev_nr_bytes(bdev);
+}
+
+bool pindio_bdev_read_only(struct block_device *bdev)
+{
+	return bdev_read_only(bdev);
+}
+
+bool pindio_file_is_blkdev(struct file *file)
+{
+	return S_ISBLK(file_inode(file)->i_mode);
+}
+
+bool pindio_file_readable(struct file *file)
+{
+	return file->f_mode & FMODE_READ;
+}
+
+bool pindio_file_writable(struct file *file)
+{
+	return file->f_mode & FMODE_WRITE;
+}

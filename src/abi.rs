@@ -20,6 +20,10 @@ pub(crate) enum Command {
     Unpin,
     /// `PINDIO_IOC_PIN_BENCH`.
     PinBench,
+    /// `PINDIO_IOC_DIO`.
+    Dio,
+    /// `PINDIO_IOC_DIO_BATCH`.
+    DioBatch,
 }
 
 /// Why an ioctl was refused before any work was done; each maps to one errno.
@@ -39,8 +43,10 @@ pub(crate) enum AbiError {
 pub(crate) const ABI_VERSION: u32 = uapi::PINDIO_ABI_VERSION;
 
 /// The feature bits this build implements.
-pub(crate) const FEATURES: u64 =
-    (uapi::PINDIO_FEAT_VERSION | uapi::PINDIO_FEAT_PIN | uapi::PINDIO_FEAT_PIN_BENCH) as u64;
+pub(crate) const FEATURES: u64 = (uapi::PINDIO_FEAT_VERSION
+    | uapi::PINDIO_FEAT_PIN
+    | uapi::PINDIO_FEAT_PIN_BENCH
+    | uapi::PINDIO_FEAT_DIO) as u64;
 
 /// The size field of an ioctl number (`_IOC_SIZEMASK << _IOC_SIZESHIFT` in asm-generic/ioctl.h).
 const IOC_SIZE_FIELD: u32 = 0x3fff << 16;
@@ -52,6 +58,8 @@ const COMMANDS: &[(u32, Command)] = &[
     (uapi::PINDIO_IOC_READ_PINNED, Command::ReadPinned),
     (uapi::PINDIO_IOC_UNPIN, Command::Unpin),
     (uapi::PINDIO_IOC_PIN_BENCH, Command::PinBench),
+    (uapi::PINDIO_IOC_DIO, Command::Dio),
+    (uapi::PINDIO_IOC_DIO_BATCH, Command::DioBatch),
 ];
 
 /// Decodes an ioctl number.
@@ -114,6 +122,54 @@ pub(crate) fn check_pin_bench(
     }
     let per_call = usize::try_from(pages_per_call).map_err(|_| AbiError::Invalid)?;
     Ok((check_pin(flags, addr, len)?, per_call))
+}
+
+/// A validated `struct pindio_dio` request (the parts that need no device or memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DioRequest {
+    /// Memory to device.
+    pub(crate) write: bool,
+    /// `REQ_FUA` on the write bios.
+    pub(crate) fua: bool,
+    /// `Some(nr_segs)` for an iovec array at `buf`, `None` for a single buffer of `len` bytes.
+    pub(crate) iovec: Option<u32>,
+}
+
+/// Checks the flags and sizes of a `struct pindio_dio`; device offsets and alignment are checked
+/// against the device later, but still before any memory is pinned.
+pub(crate) fn check_dio(
+    flags: u32,
+    reserved: u32,
+    buf: u64,
+    len: u64,
+) -> Result<DioRequest, AbiError> {
+    let write = flags & uapi::PINDIO_DIO_WRITE != 0;
+    let fua = flags & uapi::PINDIO_DIO_FUA != 0;
+    if flags & !uapi::PINDIO_DIO_FLAGS != 0 || reserved != 0 || len == 0 || (fua && !write) {
+        return Err(AbiError::Invalid);
+    }
+    let iovec = if flags & uapi::PINDIO_DIO_IOVEC != 0 {
+        Some(u32::try_from(len).map_err(|_| AbiError::Invalid)?)
+    } else {
+        buf.checked_add(len).ok_or(AbiError::Invalid)?;
+        None
+    };
+    Ok(DioRequest { write, fua, iovec })
+}
+
+/// Checks a `struct pindio_dio_batch`: returns the number of requests and the entry stride.
+pub(crate) fn check_dio_batch(
+    nr: u32,
+    entry_size: u32,
+    reserved: u32,
+) -> Result<(usize, usize), AbiError> {
+    if nr == 0 || nr > uapi::PINDIO_DIO_BATCH_MAX || reserved != 0 {
+        return Err(AbiError::Invalid);
+    }
+    let stride = check_struct_size(entry_size, uapi::PINDIO_DIO_SIZE_VER0 as usize)
+        .map_err(|_| AbiError::Invalid)?;
+    let nr = usize::try_from(nr).map_err(|_| AbiError::Invalid)?;
+    Ok((nr, stride))
 }
 
 /// Checks the `size` a caller put in an argument struct whose first published size is `size_ver0`.
@@ -180,6 +236,38 @@ mod tests {
         assert_eq!(check_pin_bench(0, 4096, 4096, 1, 1), Err(AbiError::Invalid));
         let iov = uapi::PINDIO_PIN_IOVEC;
         assert_eq!(check_pin_bench(iov, 4096, 1, 1, 0), Err(AbiError::Invalid));
+    }
+
+    #[test]
+    fn dio_requests() {
+        let (w, iov, fua) = (
+            uapi::PINDIO_DIO_WRITE,
+            uapi::PINDIO_DIO_IOVEC,
+            uapi::PINDIO_DIO_FUA,
+        );
+        let req = check_dio(w | fua, 0, 4096, 512).unwrap();
+        assert!(req.write && req.fua && req.iovec.is_none());
+        assert_eq!(check_dio(iov, 0, 4096, 3).unwrap().iovec, Some(3));
+        assert!(!check_dio(0, 0, 4096, 512).unwrap().write);
+        assert_eq!(check_dio(fua, 0, 4096, 512), Err(AbiError::Invalid));
+        assert_eq!(check_dio(1 << 3, 0, 4096, 512), Err(AbiError::Invalid));
+        assert_eq!(check_dio(0, 1, 4096, 512), Err(AbiError::Invalid));
+        assert_eq!(check_dio(0, 0, 4096, 0), Err(AbiError::Invalid));
+        assert_eq!(check_dio(0, 0, u64::MAX - 10, 512), Err(AbiError::Invalid));
+        assert_eq!(check_dio(iov, 0, 0, 1 << 32), Err(AbiError::Invalid));
+    }
+
+    #[test]
+    fn dio_batches() {
+        let ver0 = uapi::PINDIO_DIO_SIZE_VER0;
+        let max = uapi::PINDIO_DIO_BATCH_MAX;
+        assert_eq!(check_dio_batch(32, ver0, 0), Ok((32, ver0 as usize)));
+        assert_eq!(check_dio_batch(max, ver0 + 8, 0), Ok((max as usize, 56)));
+        assert_eq!(check_dio_batch(0, ver0, 0), Err(AbiError::Invalid));
+        assert_eq!(check_dio_batch(max + 1, ver0, 0), Err(AbiError::Invalid));
+        assert_eq!(check_dio_batch(1, ver0 - 8, 0), Err(AbiError::Invalid));
+        assert_eq!(check_dio_batch(1, 8192, 0), Err(AbiError::Invalid));
+        assert_eq!(check_dio_batch(1, ver0, 1), Err(AbiError::Invalid));
     }
 
     #[test]

@@ -6,9 +6,14 @@
 //! back once (see [`crate::uarg`]).
 
 use crate::abi::{self, Command};
+use crate::dio::{self, Dio, DioCtx, Target};
 use crate::pins::{self, Pins};
-use crate::uapi::{pindio_pin, pindio_pin_bench, pindio_read_pinned, pindio_unpin, pindio_version};
+use crate::uapi::{
+    pindio_dio, pindio_dio_batch, pindio_pin, pindio_pin_bench, pindio_read_pinned, pindio_unpin,
+    pindio_version,
+};
 use crate::uarg::ExtArg;
+use core::mem::{offset_of, size_of};
 use kernel::{
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceRegistration},
@@ -17,6 +22,7 @@ use kernel::{
     sync::Mutex,
     uaccess::{UserPtr, UserSlice},
 };
+use pin_init::stack_pin_init;
 
 /// The state of one open file of `/dev/pindio`.
 #[pin_data]
@@ -47,6 +53,8 @@ impl MiscDevice for PindioFile {
             Command::ReadPinned => me.read_pinned(arg),
             Command::Unpin => me.unpin(arg),
             Command::PinBench => me.pin_bench(arg),
+            Command::Dio => dio_one(arg),
+            Command::DioBatch => dio_batch(arg),
         }
     }
 }
@@ -115,4 +123,70 @@ impl PindioFile {
         self.pins.lock().unpin(unpin.handle)?;
         Ok(0)
     }
+}
+
+/// Checks, pins and prepares the direct I/O `v` describes, completing into `ctx`.
+fn dio_prepare<'c>(v: &pindio_dio, ctx: Pin<&'c DioCtx>) -> Result<Dio<'c>> {
+    let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
+    let target = Target::from_fd(v.fd, req.write)?;
+    Dio::prepare(req, target, v.offset, user_ptr(v.buf)?, v.len, ctx)
+}
+
+/// `PINDIO_IOC_DIO`: one direct I/O, waited for; returns the bytes transferred.
+fn dio_one(arg: UserPtr) -> Result<isize> {
+    let mut arg = ExtArg::<pindio_dio>::read(arg)?;
+    stack_pin_init!(let ctx = DioCtx::new());
+    let mut io = dio_prepare(&arg.val, ctx.as_ref())?;
+    dio::plugged(|| io.submit());
+    let bytes = io.finish()?;
+    arg.val.result = bytes.try_into()?;
+    arg.write_back()?;
+    Ok(bytes.try_into()?)
+}
+
+/// `PINDIO_IOC_DIO_BATCH`: independent direct I/Os, every bio of all of them submitted under one
+/// plug, then waited for; each gets its own result.
+fn dio_batch(arg: UserPtr) -> Result<isize> {
+    let batch = ExtArg::<pindio_dio_batch>::read(arg)?.val;
+    let (nr, stride) = abi::check_dio_batch(batch.nr, batch.entry_size, batch.reserved)?;
+    let base = user_ptr(batch.reqs)?;
+    let entry = |i: usize| base.wrapping_byte_add(i * stride);
+    // The completion contexts outlive the I/Os that borrow them (declared first, dropped last).
+    let mut ctxs = KVec::with_capacity(nr, GFP_KERNEL)?;
+    for _ in 0..nr {
+        ctxs.push(KBox::pin_init(DioCtx::new(), GFP_KERNEL)?, GFP_KERNEL)?;
+    }
+    let mut ios = KVec::with_capacity(nr, GFP_KERNEL)?;
+    for (i, ctx) in ctxs.iter().enumerate() {
+        let io = ExtArg::<pindio_dio>::read(entry(i)).and_then(|a| {
+            // Each entry's own size must be the stride.
+            if usize::try_from(a.val.size).ok() != Some(stride) {
+                return Err(EINVAL);
+            }
+            dio_prepare(&a.val, ctx.as_ref())
+        });
+        ios.push(io, GFP_KERNEL)?;
+    }
+    dio::plugged(|| {
+        for io in ios.iter_mut().flatten() {
+            io.submit();
+        }
+    });
+    let mut ret = Ok(0);
+    for (i, io) in ios.into_iter().enumerate() {
+        let result = match io.and_then(Dio::finish) {
+            Ok(bytes) => i64::try_from(bytes).unwrap_or(i64::MAX),
+            Err(e) => i64::from(e.to_errno()),
+        };
+        // Only the result member is written: the rest of the entry is the caller's.
+        let at = entry(i).wrapping_byte_add(offset_of!(pindio_dio, result));
+        if UserSlice::new(at, size_of::<i64>())
+            .writer()
+            .write(&result)
+            .is_err()
+        {
+            ret = Err(EFAULT);
+        }
+    }
+    ret
 }

@@ -16,12 +16,14 @@ mod ffi;
 
 mod abi;
 mod device;
+mod dio;
 #[allow(
     dead_code,
     reason = "stack slots and kernel sources serve the DIO path; KUnit covers them"
 )]
 mod extract;
 mod pins;
+mod plan;
 mod segments;
 mod uarg;
 

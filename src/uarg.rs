@@ -67,6 +67,8 @@ ext_structs! {
     pindio_read_pinned = PINDIO_READ_PINNED_SIZE_VER0 { u32, u32, u64, u64, u64 }
     pindio_unpin = PINDIO_UNPIN_SIZE_VER0 { u32, u32 }
     pindio_pin_bench = PINDIO_PIN_BENCH_SIZE_VER0 { u32, u32, u64, u64, u32, u32, u64, u64 }
+    pindio_dio = PINDIO_DIO_SIZE_VER0 { u32, u32, i32, u32, u64, u64, u64, i64 }
+    pindio_dio_batch = PINDIO_DIO_BATCH_SIZE_VER0 { u32, u32, u64, u32, u32 }
 }
 
 /// An argument struct read from user space, remembering where it came from and how large the

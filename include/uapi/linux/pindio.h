@@ -43,6 +43,7 @@
 #define PINDIO_FEAT_VERSION	(1ULL << 0)	/* PINDIO_IOC_VERSION */
 #define PINDIO_FEAT_PIN		(1ULL << 1)	/* PINDIO_IOC_PIN, _READ_PINNED, _UNPIN */
 #define PINDIO_FEAT_PIN_BENCH	(1ULL << 2)	/* PINDIO_IOC_PIN_BENCH */
+#define PINDIO_FEAT_DIO		(1ULL << 3)	/* PINDIO_IOC_DIO, PINDIO_IOC_DIO_BATCH */
 
 /* Per open file: at most this many pin handles and pinned pages at once. */
 #define PINDIO_MAX_PIN_HANDLES	64
@@ -162,7 +163,9 @@ struct pindio_unpin {
  * @put_ns: out: time to release all of them
  *
  * The same measurement as gup_test's PIN_FAST_BENCHMARK (mm/gup_test.c), through pindio's
- * extraction API (iov_iter_extract_pages), so the two can be compared in one boot.
+ * extraction API, so the two can be compared in one boot: one page array for the whole range,
+ * filled pages_per_call pages per extraction call (iov_iter_extract_pages, or
+ * pin_user_pages_fast with PINDIO_PIN_LONGTERM), every pin held, then all released at once.
  *
  * Errors:
  *   EINVAL  unknown flags; len 0 or above PINDIO_PIN_BENCH_MAX_BYTES; addr + len overflows;
@@ -183,9 +186,99 @@ struct pindio_pin_bench {
 
 #define PINDIO_PIN_BENCH_SIZE_VER0	48
 
+/* Flags of struct pindio_dio. */
+#define PINDIO_DIO_WRITE	(1U << 0)	/* memory to device; without it, device to memory (a read) */
+#define PINDIO_DIO_IOVEC	(1U << 1)	/* buf is an array of len struct iovec */
+#define PINDIO_DIO_FUA		(1U << 2)	/* with PINDIO_DIO_WRITE: REQ_FUA, on stable media when done */
+#define PINDIO_DIO_FLAGS	(PINDIO_DIO_WRITE | PINDIO_DIO_IOVEC | PINDIO_DIO_FUA)
+
+/**
+ * struct pindio_dio - one direct I/O between user memory and a block device
+ * @size: in: sizeof(struct pindio_dio)
+ * @flags: in: PINDIO_DIO_*
+ * @fd: in: a block device the caller opened itself (readable for a read, writable for a write);
+ *      the module never opens a path on the caller's behalf
+ * @reserved: in: must be 0
+ * @offset: in: byte offset on the device
+ * @buf: in: the buffer, or with PINDIO_DIO_IOVEC the struct iovec array
+ * @len: in: bytes, or with PINDIO_DIO_IOVEC the number of iovec segments
+ * @result: out: bytes transferred (all of them), or -errno
+ *
+ * The user pages are pinned (FOLL_PIN; FOLL_WRITE for a read) and put straight into bios, as the
+ * kernel's own block-device O_DIRECT does; a read dirties the pages before they are unpinned.
+ * The page cache stays coherent: dirty cached pages of the range are written back before a read;
+ * before a write they are written back and invalidated, and invalidated again after it.
+ * The I/O succeeds or fails as a whole: the first error of any of its bios is the result.
+ *
+ * Alignment, checked before anything is pinned: @offset and the total length are multiples of
+ * the device's logical block size; every memory segment starts at an address aligned to the
+ * device's DMA alignment (bdev_dma_alignment() + 1) and is a whole number of logical blocks.
+ *
+ * Errors:
+ *   EINVAL  unknown flags; PINDIO_DIO_FUA without PINDIO_DIO_WRITE; reserved not 0; len 0;
+ *           offset + length overflows; the range goes past the end of the device (no short
+ *           I/O at the end, unlike pread(2)); a misaligned offset, length or segment; more than
+ *           UIO_MAXIOV (1024) segments or a total above MAX_RW_COUNT
+ *   EBADF   fd is not an open file; a read through an fd not opened for reading, or a write
+ *           through one not opened for writing
+ *   ENOTBLK fd is not a block device
+ *   EPERM   a write to a read-only block device
+ *   EFAULT  buf (or a segment) is not mapped user memory, or not writable for a read
+ *   EIO     the device failed a bio (and the errno of other block-layer statuses, as
+ *           blk_status_to_errno() gives them)
+ *   ENOMEM  out of memory
+ */
+struct pindio_dio {
+	__u32 size;
+	__u32 flags;
+	__s32 fd;
+	__u32 reserved;
+	__u64 offset;
+	__u64 buf;
+	__u64 len;
+	__s64 result;
+};
+
+#define PINDIO_DIO_SIZE_VER0	48
+
+/* The most requests one PINDIO_IOC_DIO_BATCH takes. */
+#define PINDIO_DIO_BATCH_MAX	256
+
+/**
+ * struct pindio_dio_batch - independent direct I/Os submitted together
+ * @size: in: sizeof(struct pindio_dio_batch)
+ * @nr: in: number of requests, 1 to PINDIO_DIO_BATCH_MAX
+ * @reqs: in: array of @nr struct pindio_dio, each @entry_size bytes apart
+ * @entry_size: in: the stride of @reqs; each entry's own size must equal it
+ * @reserved: in: must be 0
+ *
+ * Every request is checked and pinned and all their bios are submitted under one plug, so they
+ * are in flight at once; then the call waits for all of them. Each request succeeds or fails on
+ * its own: its @result gets its bytes or -errno (those of PINDIO_IOC_DIO, and EINVAL for an
+ * entry whose size is not @entry_size). The call itself returns 0 once every result is written.
+ *
+ * Errors of the call itself (no request is started):
+ *   EINVAL  nr 0 or above PINDIO_DIO_BATCH_MAX; entry_size below PINDIO_DIO_SIZE_VER0 or above
+ *           PINDIO_STRUCT_SIZE_MAX; reserved not 0
+ *   EFAULT  reqs is not accessible (also when a result cannot be written back: the I/O is done)
+ *   ENOMEM  out of memory
+ */
+struct pindio_dio_batch {
+	__u32 size;
+	__u32 nr;
+	__u64 reqs;
+	__u32 entry_size;
+	__u32 reserved;
+};
+
+#define PINDIO_DIO_BATCH_SIZE_VER0	24
+
 #define PINDIO_IOC_PIN		_IOWR(PINDIO_IOC_MAGIC, 0x01, struct pindio_pin)
 #define PINDIO_IOC_READ_PINNED	_IOW(PINDIO_IOC_MAGIC, 0x02, struct pindio_read_pinned)
 #define PINDIO_IOC_UNPIN	_IOW(PINDIO_IOC_MAGIC, 0x03, struct pindio_unpin)
 #define PINDIO_IOC_PIN_BENCH	_IOWR(PINDIO_IOC_MAGIC, 0x04, struct pindio_pin_bench)
+/* Returns the bytes transferred (also in result), or fails with the errno. */
+#define PINDIO_IOC_DIO		_IOWR(PINDIO_IOC_MAGIC, 0x05, struct pindio_dio)
+#define PINDIO_IOC_DIO_BATCH	_IOW(PINDIO_IOC_MAGIC, 0x06, struct pindio_dio_batch)
 
 #endif /* _UAPI_LINUX_PINDIO_H */

@@ -3,9 +3,16 @@
 //! `pindio`: the command line of the `/dev/pindio` test device.
 
 use anyhow::{bail, ensure, Context, Result};
-use clap::{Parser, Subcommand};
-use pindio::{gup_test, uapi, Device};
-use std::{io, ptr};
+use clap::{Args, Parser, Subcommand};
+use pindio::{dio_bench, dio_req, gup_test, uapi, Buf, Device, DioMem};
+use std::{
+    fs::{File, OpenOptions},
+    io,
+    os::fd::AsRawFd,
+    os::unix::fs::{FileExt, OpenOptionsExt},
+    ptr,
+    time::{Duration, Instant},
+};
 
 #[derive(Parser)]
 #[command(version, about = "Drive the pindio test device (/dev/pindio)")]
@@ -36,9 +43,45 @@ enum Command {
         #[arg(long)]
         longterm: bool,
     },
+    /// Write a pattern to a block device through PINDIO_IOC_DIO.
+    Write(DioArgs),
+    /// Read from a block device through PINDIO_IOC_DIO; show a summary (or check the pattern).
+    Read(DioArgs),
+    /// Write a pattern through pindio, read it back through pindio and pread(O_DIRECT), compare.
+    Verify(DioArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(Bench),
+}
+
+/// Where and how a direct I/O goes.
+#[derive(Args)]
+struct DioArgs {
+    /// The block device (opened by this tool, which passes the fd).
+    dev: String,
+    /// Byte offset on the device (suffixes K, M, G).
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    offset: u64,
+    /// Bytes to transfer (suffixes K, M, G).
+    #[arg(long, default_value = "4K", value_parser = parse_size)]
+    size: u64,
+    /// Byte offset of the buffer into its first page (a multiple of the DMA alignment).
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    mem_offset: u64,
+    /// Split the buffer into an iovec of these segment sizes (comma-separated, suffixes allowed;
+    /// each starts 512 bytes past a page boundary so the segments cross pages unevenly). Their
+    /// sum is the size.
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    iovec: Vec<u64>,
+    /// Pattern seed: byte i of the device range is ((offset + i) % 251) ^ seed.
+    #[arg(long, default_value_t = 0x5a)]
+    seed: u8,
+    /// Write with REQ_FUA.
+    #[arg(long)]
+    fua: bool,
+    /// read: also check that the bytes read are the pattern.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Subcommand)]
@@ -53,6 +96,18 @@ enum Bench {
         #[arg(long, value_delimiter = ',', default_value = "1,512")]
         pages_per_call: Vec<u32>,
         /// Rounds per setting; the best of them is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
+    /// Direct I/O through pindio next to the kernel's own paths on the same device, in the same
+    /// boot: pread/pwrite(O_DIRECT) and io_uring.
+    Dio {
+        /// The block device (null_blk with memory_backed=0 measures the I/O path alone).
+        dev: String,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+        /// Rounds per measurement, alternating the two paths; the best is reported.
         #[arg(long, default_value_t = 3)]
         rounds: u32,
     },
@@ -148,6 +203,211 @@ fn pin(dev: &Device, size: usize, offset: usize, write: bool, longterm: bool) ->
     Ok(())
 }
 
+/// A size such as 4096, 4K, 1M or 2G.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, shift) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n: u64 = num.parse().map_err(|e| format!("{s}: {e}"))?;
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n)
+        .ok_or_else(|| format!("{s}: too large"))
+}
+
+/// The pattern byte at device offset `pos`.
+fn pattern_byte(pos: u64, seed: u8) -> u8 {
+    (pos % 251) as u8 ^ seed
+}
+
+/// The memory of one I/O: a buffer, and the `(offset in buf, len)` pieces the device bytes map
+/// to, in order.
+struct IoMem {
+    buf: Buf,
+    pieces: Vec<(usize, usize)>,
+    iov: Vec<libc::iovec>,
+    use_iovec: bool,
+}
+
+impl IoMem {
+    fn new(a: &DioArgs) -> Result<Self> {
+        let size = usize::try_from(a.size)?;
+        let mut pieces = Vec::new();
+        if a.iovec.is_empty() {
+            pieces.push((a.mem_offset as usize, size));
+        } else {
+            let mut at = 0usize;
+            for &len in &a.iovec {
+                // Each segment 512 bytes past a page boundary, one page apart from the last.
+                let start = at.next_multiple_of(4096) + 512;
+                pieces.push((start, len as usize));
+                at = start + len as usize + 4096;
+            }
+            let total: u64 = a.iovec.iter().sum();
+            ensure!(
+                total == a.size,
+                "--iovec sums to {total}, --size is {}",
+                a.size
+            );
+        }
+        let end = pieces.iter().map(|(o, l)| o + l).max().unwrap_or(0);
+        let buf = Buf::new(end)?;
+        let iov = pieces
+            .iter()
+            .map(|&(o, l)| libc::iovec {
+                iov_base: (buf.addr() + o) as *mut libc::c_void,
+                iov_len: l,
+            })
+            .collect();
+        Ok(Self {
+            buf,
+            pieces,
+            iov,
+            use_iovec: !a.iovec.is_empty(),
+        })
+    }
+
+    fn mem(&self) -> DioMem<'_> {
+        match self.pieces[..] {
+            [(o, l)] if !self.use_iovec => DioMem::Buf(self.buf.addr() + o, l),
+            _ => DioMem::Iovec(&self.iov),
+        }
+    }
+
+    /// Fills the pieces with the pattern of device range starting at `pos`.
+    fn fill(&mut self, pos: u64, seed: u8) {
+        let mut dev = pos;
+        for (o, l) in self.pieces.clone() {
+            for (i, b) in self.buf.bytes()[o..o + l].iter_mut().enumerate() {
+                *b = pattern_byte(dev + i as u64, seed);
+            }
+            dev += l as u64;
+        }
+    }
+
+    /// The bytes of the pieces, in device order.
+    fn gather(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (o, l) in self.pieces.clone() {
+            out.extend_from_slice(&self.buf.bytes()[o..o + l]);
+        }
+        out
+    }
+}
+
+/// The first byte where `got` differs from the pattern of device offset `pos`.
+fn first_mismatch(got: &[u8], pos: u64, seed: u8) -> Option<usize> {
+    got.iter()
+        .enumerate()
+        .position(|(i, &b)| b != pattern_byte(pos + i as u64, seed))
+}
+
+fn open_blk(path: &str, write: bool, direct: bool) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(if direct { libc::O_DIRECT } else { 0 })
+        .open(path)
+        .with_context(|| format!("open {path}"))
+}
+
+/// One direct I/O through the device; returns the bytes and the time taken.
+fn run_dio(
+    dev: &Device,
+    f: &File,
+    write: bool,
+    a: &DioArgs,
+    m: &IoMem,
+) -> Result<(usize, Duration)> {
+    let mut req = dio_req(f.as_raw_fd(), write, a.offset, m.mem());
+    if a.fua {
+        req.flags |= uapi::PINDIO_DIO_FUA;
+    }
+    let t = Instant::now();
+    let n = dev.dio(&mut req).with_context(|| {
+        format!(
+            "PINDIO_IOC_DIO {} {}",
+            if write { "write" } else { "read" },
+            a.dev
+        )
+    })?;
+    Ok((n, t.elapsed()))
+}
+
+fn shape(a: &DioArgs, m: &IoMem) -> String {
+    if !m.use_iovec {
+        format!("one buffer at page offset {}", a.mem_offset)
+    } else {
+        format!("an iovec of {} segments ({:?})", m.pieces.len(), a.iovec)
+    }
+}
+
+fn dio_write(dev: &Device, a: &DioArgs) -> Result<()> {
+    let f = open_blk(&a.dev, true, false)?;
+    let mut m = IoMem::new(a)?;
+    m.fill(a.offset, a.seed);
+    let (n, t) = run_dio(dev, &f, true, a, &m)?;
+    println!(
+        "wrote {n} bytes at offset {} of {} from {}{} in {} us (pattern seed {:#x})",
+        a.offset,
+        a.dev,
+        shape(a, &m),
+        if a.fua { ", FUA" } else { "" },
+        t.as_micros(),
+        a.seed
+    );
+    Ok(())
+}
+
+fn dio_read(dev: &Device, a: &DioArgs) -> Result<()> {
+    let f = open_blk(&a.dev, false, false)?;
+    let mut m = IoMem::new(a)?;
+    let (n, t) = run_dio(dev, &f, false, a, &m)?;
+    let got = m.gather();
+    let head: Vec<String> = got.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    println!(
+        "read {n} bytes at offset {} of {} into {} in {} us; first bytes: {}",
+        a.offset,
+        a.dev,
+        shape(a, &m),
+        t.as_micros(),
+        head.join(" ")
+    );
+    if a.check {
+        match first_mismatch(&got, a.offset, a.seed) {
+            None => println!("all {n} bytes are the pattern (seed {:#x})", a.seed),
+            Some(i) => bail!(
+                "byte {i} (device offset {}) is not the pattern",
+                a.offset + i as u64
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn dio_verify(dev: &Device, a: &DioArgs) -> Result<()> {
+    dio_write(dev, a)?;
+    let f = open_blk(&a.dev, false, false)?;
+    let mut m = IoMem::new(a)?;
+    run_dio(dev, &f, false, a, &m)?;
+    if let Some(i) = first_mismatch(&m.gather(), a.offset, a.seed) {
+        bail!("pindio read back: byte {i} differs");
+    }
+    println!("read back through pindio: all {} bytes match", a.size);
+    let direct = open_blk(&a.dev, false, true)?;
+    let mut buf = Buf::new(a.size as usize)?;
+    direct
+        .read_exact_at(&mut buf.bytes()[..a.size as usize], a.offset)
+        .context("pread(O_DIRECT)")?;
+    if let Some(i) = first_mismatch(&buf.bytes()[..a.size as usize], a.offset, a.seed) {
+        bail!("pread(O_DIRECT) read back: byte {i} differs");
+    }
+    println!("read back with pread(O_DIRECT): all {} bytes match", a.size);
+    Ok(())
+}
+
 fn bench_pin(dev: &Device, mib: usize, pages_per_call: &[u32], rounds: u32) -> Result<()> {
     let len = mib << 20;
     let buf = buffer(len)?;
@@ -191,6 +451,14 @@ fn main() -> Result<()> {
             write,
             longterm,
         } => pin(&dev, size, offset, write, longterm),
+        Command::Write(a) => dio_write(&dev, &a),
+        Command::Read(a) => dio_read(&dev, &a),
+        Command::Verify(a) => dio_verify(&dev, &a),
+        Command::Bench(Bench::Dio {
+            dev: path,
+            secs,
+            rounds,
+        }) => dio_bench::run(&dev, &path, secs, rounds),
         Command::Bench(Bench::Pin {
             mib,
             pages_per_call,

@@ -11,6 +11,7 @@ use pindio::{
 };
 use std::{io, mem::size_of, os::unix::fs::FileTypeExt, os::unix::fs::PermissionsExt, ptr};
 
+mod dio_tests;
 mod pin_tests;
 
 fn device() -> Result<Device> {
@@ -191,6 +192,58 @@ const CASES: &[Case] = &[
     Case {
         name: "pin_bench",
         run: pin_tests::pin_bench,
+    },
+    Case {
+        name: "dio_round_trip_null_blk",
+        run: dio_tests::round_trip_null_blk,
+    },
+    Case {
+        name: "dio_round_trip_virtio_blk",
+        run: dio_tests::round_trip_virtio_blk,
+    },
+    Case {
+        name: "dio_iovec_uneven_segments",
+        run: dio_tests::iovec_uneven_segments,
+    },
+    Case {
+        name: "dio_last_block_and_past_the_end",
+        run: dio_tests::last_block_and_past_the_end,
+    },
+    Case {
+        name: "dio_page_cache_coherency",
+        run: dio_tests::page_cache_coherency,
+    },
+    Case {
+        name: "dio_bad_arguments",
+        run: dio_tests::bad_arguments,
+    },
+    Case {
+        name: "dio_read_only_disk",
+        run: dio_tests::read_only_disk,
+    },
+    Case {
+        name: "dio_device_error_eio",
+        run: dio_tests::device_error_eio,
+    },
+    Case {
+        name: "dio_unmap_during_io",
+        run: dio_tests::unmap_during_io,
+    },
+    Case {
+        name: "dio_fork_write_child_modifies",
+        run: dio_tests::fork_write_child_modifies,
+    },
+    Case {
+        name: "dio_fork_child_writes_parent_modifies",
+        run: dio_tests::fork_child_writes_parent_modifies,
+    },
+    Case {
+        name: "dio_fork_read_parent_touches",
+        run: dio_tests::fork_read_parent_touches,
+    },
+    Case {
+        name: "dio_batch_mixed_with_one_bad",
+        run: dio_tests::batch_mixed_with_one_bad,
     },
     Case {
         name: "device_node_mode_0600",

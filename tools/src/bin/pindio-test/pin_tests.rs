@@ -10,13 +10,13 @@ use std::{io, ptr};
 const PAGE: usize = 4096;
 
 /// An anonymous private mapping, unmapped on drop (unless already unmapped).
-struct Mapping {
+pub struct Mapping {
     addr: *mut u8,
     len: usize,
 }
 
 impl Mapping {
-    fn new(len: usize, flags: libc::c_int) -> Result<Self> {
+    pub fn new(len: usize, flags: libc::c_int) -> Result<Self> {
         // SAFETY: A fresh anonymous mapping; no existing memory is affected.
         let addr = unsafe {
             libc::mmap(
@@ -37,16 +37,16 @@ impl Mapping {
         })
     }
 
-    fn bytes(&mut self) -> &mut [u8] {
+    pub fn bytes(&mut self) -> &mut [u8] {
         // SAFETY: The mapping is readable and writable for `len` bytes while `self` lives.
         unsafe { std::slice::from_raw_parts_mut(self.addr, self.len) }
     }
 
-    fn addr(&self) -> usize {
+    pub fn addr(&self) -> usize {
         self.addr as usize
     }
 
-    fn unmap(&mut self) {
+    pub fn unmap(&mut self) {
         if self.len != 0 {
             // SAFETY: Our own mapping, unmapped once (len is zeroed after).
             unsafe { libc::munmap(self.addr.cast(), self.len) };
@@ -61,7 +61,7 @@ impl Drop for Mapping {
     }
 }
 
-fn pattern(seed: u8, len: usize) -> Vec<u8> {
+pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
 }
 
@@ -113,7 +113,7 @@ pub fn ro_pin_sees_parent_write() -> Result<()> {
 }
 
 /// Runs `child` in a forked child and waits for it; the child's result is its exit status.
-fn in_child(child: impl FnOnce() -> bool) -> Result<()> {
+pub fn in_child(child: impl FnOnce() -> bool) -> Result<()> {
     // SAFETY: The child only touches memory and exits with _exit, never returning here.
     let pid = unsafe { libc::fork() };
     if pid < 0 {

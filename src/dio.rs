@@ -1,0 +1,529 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Direct I/O: bios built straight from pinned user pages, submitted through the block layer.
+//!
+//! A [`Dio`] goes through three steps, so that many of them can have their bios in flight at
+//! once (`PINDIO_IOC_DIO_BATCH`):
+//!
+//! 1. [`Dio::prepare`]: checks the target and the alignment (before anything is pinned), keeps
+//!    the page cache coherent, and pins all the memory into batches it owns;
+//! 2. [`Dio::submit`]: cuts the pages into bios ([`BioPlanner`]) and submits them, each bio
+//!    accounted in the request's [`DioCtx`];
+//! 3. [`Dio::finish`]: waits for every submitted bio, then releases the pins (dirtying the pages
+//!    of a read first) by dropping the batches, and invalidates the page cache after a write.
+//!
+//! The bios only borrow the pages: the batches own the pins and are dropped after the last bio
+//! completed, so every page is released exactly once on every path.
+
+use crate::abi::DioRequest;
+use crate::extract::{Dir, HeapSlots, PageSlots, PinnedBatch, StackSlots, UserPages, STACK_PAGES};
+use crate::ffi::helpers;
+use crate::plan::{BioPlanner, DevLimits};
+use core::{mem::MaybeUninit, pin::Pin, ptr};
+use kernel::{
+    bindings,
+    fs::LocalFile,
+    page::PAGE_SHIFT,
+    prelude::*,
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Full, Relaxed},
+        Completion,
+    },
+    uaccess::UserPtr,
+};
+
+/// A block device the caller opened itself, as the target of a direct I/O.
+///
+/// # Invariants
+///
+/// `bdev` is the block device of `file` (`file_bdev()`), which stays valid while the file
+/// reference is held.
+pub(crate) struct Target {
+    file: ARef<LocalFile>,
+    bdev: *mut bindings::block_device,
+    limits: DevLimits,
+}
+
+impl Target {
+    /// The block device open at `fd`, checked for a transfer in `dir`.
+    ///
+    /// `EBADF` if `fd` is not open, or not open for reading (for a read) or writing (for a
+    /// write); `ENOTBLK` if it is not a block device; `EPERM` for a write to a read-only device.
+    pub(crate) fn from_fd(fd: i32, write: bool) -> Result<Self> {
+        let fd = u32::try_from(fd).map_err(|_| EBADF)?;
+        Self::from_file(LocalFile::fget(fd).map_err(|_| EBADF)?, write)
+    }
+
+    /// The block device `file` is open on, checked for a transfer in `dir` as [`Target::from_fd`]
+    /// does.
+    pub(crate) fn from_file(file: ARef<LocalFile>, write: bool) -> Result<Self> {
+        let f = file.as_ptr();
+        // SAFETY: `f` is a valid file while `file` holds its reference.
+        if !unsafe { helpers::pindio_file_is_blkdev(f) } {
+            return Err(ENOTBLK);
+        }
+        // SAFETY: As above.
+        let allowed = unsafe {
+            if write {
+                helpers::pindio_file_writable(f)
+            } else {
+                helpers::pindio_file_readable(f)
+            }
+        };
+        if !allowed {
+            return Err(EBADF);
+        }
+        // SAFETY: `f` is a valid block-device file (checked above).
+        let bdev = unsafe { bindings::file_bdev(f) };
+        // SAFETY: `bdev` is the valid block device of the open file.
+        if write && unsafe { helpers::pindio_bdev_read_only(bdev) } {
+            return Err(EPERM);
+        }
+        // SAFETY: As above, for each of the three queries.
+        let limits = unsafe {
+            DevLimits {
+                lbs: helpers::pindio_bdev_logical_block_size(bdev).into(),
+                dma_mask: helpers::pindio_bdev_dma_alignment(bdev).into(),
+                dev_bytes: helpers::pindio_bdev_nr_bytes(bdev).try_into()?,
+            }
+        };
+        // INVARIANT: `bdev` is the block device of `file`, held here.
+        Ok(Self { file, bdev, limits })
+    }
+
+    /// The page cache of the block device.
+    fn mapping(&self) -> *mut bindings::address_space {
+        // SAFETY: The file is valid while `self.file` holds it; `f_mapping` is set at open.
+        unsafe { (*self.file.as_ptr()).f_mapping }
+    }
+}
+
+/// The completion accounting of one direct I/O: the bios in flight and the first error.
+///
+/// # Invariants
+///
+/// `pending` counts the submitted bios that have not completed, plus one while the submitter
+/// may still submit; `done` is completed when it drops to zero. `status` is 0 or the first
+/// negative errno of a bio.
+#[pin_data]
+pub(crate) struct DioCtx {
+    #[pin]
+    done: Completion,
+    pending: Atomic<i32>,
+    status: Atomic<i32>,
+}
+
+impl DioCtx {
+    /// No bio yet; the submitter's reference is taken.
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            done <- Completion::new(),
+            pending: Atomic::new(1),
+            status: Atomic::new(0),
+        })
+    }
+
+    /// Drops one reference (a completed bio's, or the submitter's); the last one completes.
+    fn put(&self) {
+        if self.pending.fetch_sub(1, Full) == 1 {
+            self.done.complete_all();
+        }
+    }
+
+    /// Records `err` unless an earlier error was recorded: the first error wins.
+    fn fail(&self, err: i32) {
+        let _ = self.status.cmpxchg(0, err, Full);
+    }
+}
+
+/// `bi_end_io` of pindio's bios: accounts the completion in the request's [`DioCtx`].
+///
+/// # Safety
+///
+/// `bio` is a completed bio submitted by [`Dio::submit`], whose `bi_private` points to the
+/// request's pinned [`DioCtx`], kept alive until `put` lets the submitter past its wait.
+unsafe extern "C" fn end_io(bio: *mut bindings::bio) {
+    // SAFETY: By the function's safety requirements, `bio` is valid and `bi_private` points to
+    // a live `DioCtx`.
+    let (ctx, status) = unsafe { (&*(*bio).bi_private.cast::<DioCtx>(), (*bio).bi_status) };
+    if status != 0 {
+        // SAFETY: No preconditions.
+        ctx.fail(unsafe { bindings::blk_status_to_errno(status) });
+    }
+    // SAFETY: The bio is ours and done; this drops the only reference. The pages it pointed to
+    // are owned (pinned) by the request, not by the bio.
+    unsafe { bindings::bio_put(bio) };
+    ctx.put();
+}
+
+/// Slots for the pages of one batch: on the stack for small ones, allocated for larger ones.
+pub(crate) enum Slots {
+    /// Up to [`STACK_PAGES`] pages, inline.
+    Stack(StackSlots),
+    /// More pages.
+    Heap(HeapSlots),
+}
+
+impl Slots {
+    /// Slots for `pages` pages: no allocation up to [`STACK_PAGES`].
+    fn new(pages: usize) -> Result<Self> {
+        if pages <= STACK_PAGES {
+            Ok(Self::Stack(StackSlots::new()))
+        } else {
+            Ok(Self::Heap(HeapSlots::new(pages)?))
+        }
+    }
+}
+
+impl PageSlots for Slots {
+    fn slots(&mut self) -> &mut [*mut bindings::page] {
+        match self {
+            Self::Stack(s) => s.slots(),
+            Self::Heap(h) => h.slots(),
+        }
+    }
+}
+
+/// The pinned memory of a direct I/O: one batch for a single buffer (nothing allocated for it),
+/// more for an iovec whose segments do not join on page boundaries.
+struct PinnedMem {
+    first: Option<PinnedBatch<Slots>>,
+    more: KVec<PinnedBatch<Slots>>,
+}
+
+impl PinnedMem {
+    /// Nothing pinned.
+    fn empty() -> Self {
+        Self {
+            first: None,
+            more: KVec::new(),
+        }
+    }
+
+    /// Pins all of `src`; on error, what was pinned is released (dropped).
+    fn pin_all(src: &mut UserPages) -> Result<Self> {
+        let mut mem = Self::empty();
+        while src.remaining() > 0 {
+            // A batch takes the pages of the current segment, and of the next ones while they
+            // join on page boundaries and slots remain.
+            let slots = Slots::new(src.next_segment_pages().max(1))?;
+            let mut batch = src.empty_batch(slots);
+            while src.extend(&mut batch, usize::MAX)? > 0 {}
+            if batch.len() == 0 {
+                return Err(EFAULT);
+            }
+            if mem.first.is_none() {
+                mem.first = Some(batch);
+            } else {
+                mem.more.push(batch, GFP_KERNEL)?;
+            }
+        }
+        Ok(mem)
+    }
+
+    /// The batches, in order.
+    fn batches(&mut self) -> impl Iterator<Item = &mut PinnedBatch<Slots>> {
+        Iterator::chain(self.first.iter_mut(), self.more.iter_mut())
+    }
+}
+
+/// One direct I/O, from [`Dio::prepare`] to [`Dio::finish`].
+///
+/// # Invariants
+///
+/// Every bio submitted for it is accounted in `ctx` and points only to pages of `mem`.
+/// Dropped without [`Dio::finish`] (an error path), it still waits for those bios before `mem`
+/// releases the pages: no page is unpinned under a bio in flight.
+pub(crate) struct Dio<'c> {
+    target: Target,
+    ctx: Pin<&'c DioCtx>,
+    write: bool,
+    fua: bool,
+    pos: u64,
+    len: usize,
+    submitted: Result,
+    waited: bool,
+    mem: PinnedMem,
+}
+
+impl<'c> Dio<'c> {
+    /// Checks `req` at device offset `pos` of `target` with memory at `buf`
+    /// (`len` bytes, or `len` iovec segments), keeps the page cache coherent for it, and pins the
+    /// memory; its bios will complete into `ctx`, which must be fresh ([`DioCtx::new`]).
+    /// Nothing is pinned unless every check passed.
+    pub(crate) fn prepare(
+        req: DioRequest,
+        target: Target,
+        pos: u64,
+        buf: UserPtr,
+        len: u64,
+        ctx: Pin<&'c DioCtx>,
+    ) -> Result<Self> {
+        // A read from the device writes the memory.
+        let dir = if req.write {
+            Dir::ToDevice
+        } else {
+            Dir::FromDevice
+        };
+        let mut src = match req.iovec {
+            Some(nr_segs) => UserPages::new_iovec(buf, nr_segs, dir, false)?,
+            None => UserPages::new(buf, len.try_into()?, dir, false)?,
+        };
+        let bytes = src.remaining();
+        let limits = &target.limits;
+        if !limits.check_range(pos, bytes.try_into()?)
+            || !src
+                .user_segments()
+                .all(|(addr, len)| limits.check_segment(addr as u64, len as u64))
+        {
+            return Err(EINVAL);
+        }
+        coherent_before(&target, req.write, pos, bytes)?;
+        let mem = PinnedMem::pin_all(&mut src)?;
+        // INVARIANT: no bio yet.
+        Ok(Self {
+            target,
+            ctx,
+            write: req.write,
+            fua: req.fua,
+            pos,
+            len: bytes,
+            submitted: Ok(()),
+            waited: false,
+            mem,
+        })
+    }
+
+    /// Cuts the pinned pages into bios and submits them, each accounted in the context.
+    ///
+    /// On error the bios submitted so far stay in flight and accounted; the error becomes the
+    /// result of [`Dio::finish`] unless a bio failed first.
+    pub(crate) fn submit(&mut self) {
+        self.submitted = self.submit_bios();
+    }
+
+    fn submit_bios(&mut self) -> Result {
+        let ctx = self.ctx;
+        let mut opf = bindings::req_op_REQ_OP_READ;
+        if self.write {
+            opf = bindings::req_op_REQ_OP_WRITE
+                | 1 << bindings::req_flag_bits___REQ_SYNC
+                | 1 << bindings::req_flag_bits___REQ_IDLE;
+            if self.fua {
+                opf |= 1 << bindings::req_flag_bits___REQ_FUA;
+            }
+        }
+        let mut planner = BioPlanner::new(self.target.limits.lbs.try_into()?).ok_or(EINVAL)?;
+        let mut bio = OpenBio::none();
+        let mut sector = self.pos >> bindings::SECTOR_SHIFT;
+        let mut pieces_left: usize = self.mem.batches().map(|b| b.nr_pages()).sum();
+        let target = &self.target;
+        for batch in self.mem.batches() {
+            for (page, mut off, mut len) in batch.segments() {
+                pieces_left = pieces_left.saturating_sub(1);
+                while len > 0 {
+                    if bio.0.is_null() {
+                        let vecs = (pieces_left + 1).min(bindings::BIO_MAX_VECS as usize);
+                        bio = OpenBio::alloc(target, vecs, opf, sector, ctx)?;
+                        planner.open(vecs);
+                    }
+                    let (take, full) = planner.place(len).ok_or(EINVAL)?;
+                    if take > 0 {
+                        bio.add(page.as_ptr(), take, off)?;
+                    }
+                    off += take;
+                    len -= take;
+                    if full {
+                        sector += u64::try_from(planner.bytes())? >> bindings::SECTOR_SHIFT;
+                        bio.submit(ctx);
+                    }
+                }
+            }
+        }
+        bio.submit(ctx);
+        Ok(())
+    }
+
+    /// Waits for every bio submitted (once).
+    fn wait(&mut self) {
+        if !self.waited {
+            self.waited = true;
+            self.ctx.put();
+            self.ctx.done.wait_for_completion();
+        }
+    }
+
+    /// Waits for every bio, releases the pinned pages (dirtying those of a read), and invalidates
+    /// the page cache over a written range. Returns the bytes done, or the first error: of a bio,
+    /// or else of the submission.
+    pub(crate) fn finish(mut self) -> Result<usize> {
+        self.wait();
+        // Every bio completed: the pins can go, the pages of a read dirtied first.
+        drop(core::mem::replace(&mut self.mem, PinnedMem::empty()));
+        if self.write {
+            coherent_after_write(&self.target, self.pos, self.len);
+        }
+        let status = self.ctx.status.load(Relaxed);
+        if status != 0 {
+            return Err(Error::from_errno(status));
+        }
+        core::mem::replace(&mut self.submitted, Ok(()))?;
+        Ok(self.len)
+    }
+}
+
+impl Drop for Dio<'_> {
+    fn drop(&mut self) {
+        // The bios in flight point to the pages `mem` releases after this.
+        self.wait();
+    }
+}
+
+/// A bio being filled, not yet submitted; dropped unsubmitted, it is put.
+///
+/// # Invariants
+///
+/// `self.0` is null or a bio allocated by [`OpenBio::alloc`] and not yet submitted.
+struct OpenBio(*mut bindings::bio);
+
+impl OpenBio {
+    /// No bio.
+    fn none() -> Self {
+        Self(ptr::null_mut())
+    }
+
+    /// A bio of `vecs` vectors from the filesystem bioset, for `target` at `sector`, completing
+    /// into `ctx`.
+    fn alloc(
+        target: &Target,
+        vecs: usize,
+        opf: u32,
+        sector: u64,
+        ctx: Pin<&DioCtx>,
+    ) -> Result<Self> {
+        // SAFETY: `bdev` is valid (type invariant of `Target`); `fs_bio_set` is the kernel's
+        // bioset, initialised at boot. With GFP_KERNEL the mempool does not fail for
+        // `vecs <= BIO_MAX_VECS`, but a null return is handled anyway.
+        let bio = unsafe {
+            bindings::bio_alloc_bioset(
+                target.bdev,
+                vecs.try_into()?,
+                opf,
+                bindings::GFP_KERNEL,
+                &raw mut bindings::fs_bio_set,
+            )
+        };
+        if bio.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `bio` is a fresh bio, ours alone. `ctx` is pinned and outlives the bio: the
+        // submitter waits in `Dio::finish` for every bio it submitted.
+        unsafe {
+            (*bio).bi_iter.bi_sector = sector;
+            (*bio).bi_end_io = Some(end_io);
+            (*bio).bi_private = ptr::from_ref(ctx.get_ref()).cast_mut().cast();
+        }
+        // INVARIANT: allocated, not submitted.
+        Ok(Self(bio))
+    }
+
+    /// Adds `len` bytes at `off` of `page`.
+    fn add(&mut self, page: *mut bindings::page, len: usize, off: usize) -> Result {
+        let len32 = u32::try_from(len)?;
+        // SAFETY: `self.0` is an open bio (callers add only after `alloc`); the page is pinned
+        // by the request until every bio completed, and `off + len` is within it.
+        let added = unsafe { bindings::bio_add_page(self.0, page, len32, off.try_into()?) };
+        if usize::try_from(added).ok() != Some(len) {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    /// Submits the bio, accounted in `ctx`; `self` is left with no bio.
+    fn submit(&mut self, ctx: Pin<&DioCtx>) {
+        let bio = core::mem::replace(&mut self.0, ptr::null_mut());
+        if bio.is_null() {
+            return;
+        }
+        ctx.pending.fetch_add(1, Full);
+        // SAFETY: An allocated, filled bio whose `bi_end_io` accounts it in `ctx`; submitting
+        // passes our reference to the block layer, and `end_io` puts it.
+        unsafe { bindings::submit_bio(bio) };
+    }
+}
+
+impl Drop for OpenBio {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: By the type invariant an allocated bio that was never submitted: ours to
+            // put. It holds no page references.
+            unsafe { bindings::bio_put(self.0) };
+        }
+    }
+}
+
+/// The range `[pos, pos + len)` as the first and last byte, for the page-cache calls.
+fn byte_range(pos: u64, len: usize) -> Result<(i64, i64)> {
+    let start = i64::try_from(pos)?;
+    let end = start
+        .checked_add(i64::try_from(len)?)
+        .and_then(|e| e.checked_sub(1))
+        .ok_or(EINVAL)?;
+    Ok((start, end))
+}
+
+/// The page-cache index of the page holding byte `pos`.
+fn page_index(pos: i64) -> Result<usize> {
+    Ok(usize::try_from(pos)? >> PAGE_SHIFT)
+}
+
+/// Before a direct I/O, as the kernel's block-device direct I/O does: write back dirty cached
+/// pages of the range; before a write, also invalidate them so buffered readers see the new data.
+fn coherent_before(target: &Target, write: bool, pos: u64, len: usize) -> Result {
+    let (start, end) = byte_range(pos, len)?;
+    let mapping = target.mapping();
+    // SAFETY: `mapping` is the page cache of the open block device.
+    kernel::error::to_result(unsafe {
+        bindings::filemap_write_and_wait_range(mapping, start, end)
+    })?;
+    if write {
+        // SAFETY: As above; the page indices cover the byte range.
+        kernel::error::to_result(unsafe {
+            bindings::invalidate_inode_pages2_range(mapping, page_index(start)?, page_index(end)?)
+        })?;
+    }
+    Ok(())
+}
+
+/// After a direct write: drop cached pages a buffered reader brought in meanwhile
+/// (`kiocb_invalidate_post_direct_write`).
+fn coherent_after_write(target: &Target, pos: u64, len: usize) {
+    let Ok((start, end)) = byte_range(pos, len) else {
+        return;
+    };
+    // SAFETY: `mapping` is the page cache of the open block device.
+    let ret = unsafe {
+        bindings::invalidate_inode_pages2_range(
+            target.mapping(),
+            page_index(start).unwrap_or(0),
+            page_index(end).unwrap_or(usize::MAX),
+        )
+    };
+    if ret != 0 {
+        pr_warn!("page cache invalidation failed after a direct write: stale data possible\n");
+    }
+}
+
+/// Runs `f` with the current task plugged: the bios it submits are dispatched together when
+/// the plug ends (`blk_start_plug` / `blk_finish_plug`).
+pub(crate) fn plugged<R>(f: impl FnOnce() -> R) -> R {
+    let mut plug = MaybeUninit::<bindings::blk_plug>::uninit();
+    // SAFETY: `plug` is valid for writes and stays in this frame, unmoved, until
+    // blk_finish_plug below unlinks it from the task.
+    unsafe { bindings::blk_start_plug(plug.as_mut_ptr()) };
+    let ret = f();
+    // SAFETY: Started above in this task and not finished yet.
+    unsafe { bindings::blk_finish_plug(plug.as_mut_ptr()) };
+    ret
+}

@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `pindio bench dio`: direct I/O through pindio next to the kernel's own paths on the same
+//! device, in the same boot: pread/pwrite(O_DIRECT) for synchronous I/O, io_uring for batches.
+//!
+//! Each measurement runs for a fixed time and counts operations; the rounds alternate which path
+//! goes first, and the best round of each is compared. Only the ratios mean anything under TCG.
+
+use crate::{dio_req, Buf, Device, DioMem};
+use anyhow::{ensure, Context, Result};
+use io_uring::{opcode, types, IoUring};
+use std::{
+    fs::{File, OpenOptions},
+    os::{fd::AsRawFd, unix::fs::FileExt, unix::fs::OpenOptionsExt},
+    time::{Duration, Instant},
+};
+
+/// Requests per pindio batch and io_uring queue depth.
+pub const QD: usize = 32;
+
+/// A small xorshift generator for random offsets (no dependency, repeatable).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A random `block`-aligned offset of a device of `size` bytes.
+    fn offset(&mut self, size: u64, block: u64) -> u64 {
+        (self.next() % (size / block)) * block
+    }
+}
+
+/// Runs `op` (which does `n` operations per call) for `secs`; returns operations per second.
+fn rate(secs: f64, n: u64, mut op: impl FnMut() -> Result<()>) -> Result<f64> {
+    let limit = Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let mut ops = 0u64;
+    while start.elapsed() < limit {
+        op()?;
+        ops += n;
+    }
+    Ok(ops as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The best of `rounds` rounds of each path, alternating which runs first.
+fn compare(
+    rounds: u32,
+    mut ours: impl FnMut() -> Result<f64>,
+    mut theirs: impl FnMut() -> Result<f64>,
+) -> Result<(f64, f64)> {
+    let (mut a, mut b) = (0f64, 0f64);
+    for r in 0..rounds {
+        if r % 2 == 0 {
+            a = a.max(ours()?);
+            b = b.max(theirs()?);
+        } else {
+            b = b.max(theirs()?);
+            a = a.max(ours()?);
+        }
+    }
+    Ok((a, b))
+}
+
+fn open(path: &str, direct: bool) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(if direct { libc::O_DIRECT } else { 0 })
+        .open(path)
+        .with_context(|| format!("open {path}"))
+}
+
+/// One line of results: what, our rate, theirs, the ratio.
+fn report(what: &str, unit: &str, scale: f64, (ours, theirs): (f64, f64), kernel: &str) {
+    println!(
+        "{what:<34} {:>12.0} {:>12.0} {unit:<6} {:>7.3}   (kernel path: {kernel})",
+        ours / scale,
+        theirs / scale,
+        ours / theirs.max(f64::MIN_POSITIVE)
+    );
+}
+
+/// Runs the whole benchmark on the block device at `path`.
+pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32) -> Result<()> {
+    let f = open(path, false)?;
+    let direct = open(path, true)?;
+    let size = f.metadata()?.len().max(
+        // A block device's metadata says 0; seek to its end instead.
+        {
+            use std::io::Seek;
+            (&f).seek(std::io::SeekFrom::End(0))?
+        },
+    );
+    ensure!(size >= 64 << 20, "{path} is too small ({size} bytes)");
+    let fd = f.as_raw_fd();
+    let mut buf = Buf::new(QD * 4096 + (1 << 20))?;
+    let addr = buf.addr();
+    println!(
+        "direct-I/O benchmark on {path} ({} MiB), best of {rounds} rounds of {secs} s each",
+        size >> 20
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:<6} {:>7}",
+        "", "pindio", "kernel", "unit", "ratio"
+    );
+
+    // 4 KiB random reads, one at a time.
+    // The same offsets for both paths.
+    let (mut rng, mut rng2) = (Rng(0x9e37_79b9_7f4a_7c15), Rng(0x9e37_79b9_7f4a_7c15));
+    let qd1 = compare(
+        rounds,
+        || {
+            rate(secs, 1, || {
+                let mut req = dio_req(fd, false, rng.offset(size, 4096), DioMem::Buf(addr, 4096));
+                dev.dio(&mut req).context("PINDIO_IOC_DIO")?;
+                Ok(())
+            })
+        },
+        || {
+            let b = &mut buf.bytes()[..4096];
+            rate(secs, 1, || {
+                direct.read_exact_at(b, rng2.offset(size, 4096))?;
+                Ok(())
+            })
+        },
+    )?;
+    report("4 KiB random read, QD1", "IOPS", 1.0, qd1, "pread O_DIRECT");
+
+    // 1 MiB sequential reads and writes.
+    for write in [false, true] {
+        let mut pos = 0u64;
+        let mut next = || {
+            let p = pos;
+            pos = (pos + (1 << 20)) % (size & !((1 << 20) - 1));
+            p
+        };
+        let mut pos2 = 0u64;
+        let mut next2 = || {
+            let p = pos2;
+            pos2 = (pos2 + (1 << 20)) % (size & !((1 << 20) - 1));
+            p
+        };
+        let r = compare(
+            rounds,
+            || {
+                rate(secs, 1 << 20, || {
+                    let mut req = dio_req(fd, write, next(), DioMem::Buf(addr, 1 << 20));
+                    dev.dio(&mut req).context("PINDIO_IOC_DIO")?;
+                    Ok(())
+                })
+            },
+            || {
+                let b = &mut buf.bytes()[..1 << 20];
+                rate(secs, 1 << 20, || {
+                    if write {
+                        direct.write_all_at(b, next2())?;
+                    } else {
+                        direct.read_exact_at(b, next2())?;
+                    }
+                    Ok(())
+                })
+            },
+        )?;
+        let (what, kernel) = if write {
+            ("1 MiB sequential write", "pwrite O_DIRECT")
+        } else {
+            ("1 MiB sequential read", "pread O_DIRECT")
+        };
+        report(what, "MB/s", 1e6, r, kernel);
+    }
+
+    // 4 KiB random reads, 32 at a time.
+    let mut ring = IoUring::new(QD as u32 * 2).context("io_uring_setup")?;
+    let dfd = direct.as_raw_fd();
+    let batch = compare(
+        rounds,
+        || {
+            rate(secs, QD as u64, || {
+                let mut reqs: Vec<_> = (0..QD)
+                    .map(|i| {
+                        let off = rng.offset(size, 4096);
+                        dio_req(fd, false, off, DioMem::Buf(addr + i * 4096, 4096))
+                    })
+                    .collect();
+                dev.dio_batch(&mut reqs).context("PINDIO_IOC_DIO_BATCH")?;
+                ensure!(
+                    reqs.iter().all(|r| r.result == 4096),
+                    "a batched read failed"
+                );
+                Ok(())
+            })
+        },
+        || {
+            rate(secs, QD as u64, || {
+                for i in 0..QD {
+                    let sqe = opcode::Read::new(types::Fd(dfd), (addr + i * 4096) as *mut u8, 4096)
+                        .offset(rng2.offset(size, 4096))
+                        .build()
+                        .user_data(i as u64);
+                    // SAFETY: The buffer stays mapped until the completions are reaped below.
+                    unsafe { ring.submission().push(&sqe) }.context("io_uring SQ full")?;
+                }
+                ring.submit_and_wait(QD)?;
+                let done: Vec<i32> = ring.completion().map(|c| c.result()).collect();
+                ensure!(
+                    done.len() == QD && done.iter().all(|&r| r == 4096),
+                    "io_uring reads: {done:?}"
+                );
+                Ok(())
+            })
+        },
+    )?;
+    report(
+        "4 KiB random read, 32 per batch",
+        "IOPS",
+        1.0,
+        batch,
+        "io_uring QD32",
+    );
+    Ok(())
+}
