@@ -251,8 +251,10 @@ mod tests {
         let mut slots = StackSlots::new();
         let far = UserPtr::from_addr(PAGE_SIZE);
         // No mm yet (KUnit attaches one at the first mapping): nothing to pin in.
-        let mut src = UserPages::new(far, PAGE_SIZE, Dir::ToDevice, false)?;
-        assert_eq!(src.next_batch(&mut slots).err(), Some(EFAULT));
+        assert_eq!(
+            UserPages::new(far, PAGE_SIZE, Dir::ToDevice, false).err(),
+            Some(EFAULT)
+        );
         // Unmapped user address: import succeeds, pinning fails.
         user_mem::map(PAGE_SIZE)?;
         let mut src = UserPages::new(far, PAGE_SIZE, Dir::ToDevice, false)?;

@@ -6,7 +6,7 @@
 //! back once (see [`crate::uarg`]).
 
 use crate::abi::{self, Command};
-use crate::dio::{self, Dio, DioCtx, Target};
+use crate::dio::{self, Dio, DioCtx, DioCtxs, Target};
 use crate::pins::{self, Pins};
 use crate::uapi::{
     pindio_dio, pindio_dio_batch, pindio_pin, pindio_pin_bench, pindio_read_pinned, pindio_unpin,
@@ -151,11 +151,9 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
     let (nr, stride) = abi::check_dio_batch(batch.nr, batch.entry_size, batch.reserved)?;
     let base = user_ptr(batch.reqs)?;
     let entry = |i: usize| base.wrapping_byte_add(i * stride);
-    // The completion contexts outlive the I/Os that borrow them (declared first, dropped last).
-    let mut ctxs = KVec::with_capacity(nr, GFP_KERNEL)?;
-    for _ in 0..nr {
-        ctxs.push(KBox::pin_init(DioCtx::new(), GFP_KERNEL)?, GFP_KERNEL)?;
-    }
+    // The completion contexts outlive the I/Os that borrow them (declared first, dropped last),
+    // all in one allocation.
+    let ctxs = DioCtxs::new(nr)?;
     let mut ios = KVec::with_capacity(nr, GFP_KERNEL)?;
     for (i, ctx) in ctxs.iter().enumerate() {
         let io = ExtArg::<pindio_dio>::read(entry(i)).and_then(|a| {
@@ -163,7 +161,7 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
             if usize::try_from(a.val.size).ok() != Some(stride) {
                 return Err(EINVAL);
             }
-            dio_prepare(&a.val, ctx.as_ref())
+            dio_prepare(&a.val, ctx)
         });
         ios.push(io, GFP_KERNEL)?;
     }

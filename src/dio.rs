@@ -16,7 +16,7 @@
 //! completed, so every page is released exactly once on every path.
 
 use crate::abi::DioRequest;
-use crate::extract::{Dir, HeapSlots, PageSlots, PinnedBatch, StackSlots, UserPages, STACK_PAGES};
+use crate::extract::{Dir, HeapSlots, PageSlots, PinnedBatch, StackSlots, UserPages};
 use crate::ffi::helpers;
 use crate::plan::{BioPlanner, DevLimits};
 use core::{mem::MaybeUninit, pin::Pin, ptr};
@@ -27,9 +27,10 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
-        atomic::{Atomic, Full, Relaxed},
+        atomic::{Atomic, Full, Relaxed, Release},
         Completion,
     },
+    types::Opaque,
     uaccess::UserPtr,
 };
 
@@ -99,19 +100,33 @@ impl Target {
     }
 }
 
-/// The completion accounting of one direct I/O: the bios in flight and the first error.
+/// Vectors of the bio a [`DioCtx`] carries inline: 64 KiB at any page offset spans 17 pages.
+pub(crate) const INLINE_VECS: usize = 17;
+
+/// What became of the inline bio of a [`DioCtx`].
+const INLINE_FREE: i32 = 0;
+const INLINE_OPEN: i32 = 1;
+const INLINE_SUBMITTED: i32 = 2;
+
+/// The completion accounting of one direct I/O: the bios in flight and the first error, and a
+/// bio with [`INLINE_VECS`] vectors for an I/O that fits in one, so that a small I/O allocates
+/// no bio (as `__blkdev_direct_IO_simple` keeps its bio on the stack).
 ///
 /// # Invariants
 ///
 /// `pending` counts the submitted bios that have not completed, plus one while the submitter
 /// may still submit; `done` is completed when it drops to zero. `status` is 0 or the first
-/// negative errno of a bio.
+/// negative errno of a bio. `inline` says whether `bio` is unused ([`INLINE_FREE`]: not
+/// initialised), being filled, or submitted (initialised by `bio_init` over `vecs`).
 #[pin_data]
 pub(crate) struct DioCtx {
     #[pin]
     done: Completion,
     pending: Atomic<i32>,
     status: Atomic<i32>,
+    inline: Atomic<i32>,
+    bio: Opaque<bindings::bio>,
+    vecs: Opaque<[bindings::bio_vec; INLINE_VECS]>,
 }
 
 impl DioCtx {
@@ -121,6 +136,9 @@ impl DioCtx {
             done <- Completion::new(),
             pending: Atomic::new(1),
             status: Atomic::new(0),
+            inline: Atomic::new(INLINE_FREE),
+            bio: Opaque::uninit(),
+            vecs: Opaque::uninit(),
         })
     }
 
@@ -135,15 +153,56 @@ impl DioCtx {
     fn fail(&self, err: i32) {
         let _ = self.status.cmpxchg(0, err, Full);
     }
+
+    /// Drops the submitter's reference and waits until every submitted bio completed; then
+    /// releases the inline bio if it was used.
+    fn wait(&self) {
+        self.put();
+        self.done.wait_for_completion();
+        if self.inline.xchg(INLINE_FREE, Full) == INLINE_SUBMITTED {
+            // SAFETY: By the type invariant the inline bio was initialised, and it completed
+            // (every bio did): nothing refers to it any more.
+            unsafe { bindings::bio_uninit(self.bio.get()) };
+        }
+    }
 }
 
-/// `bi_end_io` of pindio's bios: accounts the completion in the request's [`DioCtx`].
+/// Contexts for `n` direct I/Os in one allocation (`PINDIO_IOC_DIO_BATCH`).
+///
+/// # Invariants
+///
+/// The vector is never grown or shrunk, so its elements are pinned where they are until it is
+/// dropped.
+pub(crate) struct DioCtxs(KVec<DioCtx>);
+
+impl DioCtxs {
+    /// `n` fresh contexts.
+    pub(crate) fn new(n: usize) -> Result<Self> {
+        let mut v = KVec::<DioCtx>::with_capacity(n, GFP_KERNEL)?;
+        let slots = v.spare_capacity_mut().get_mut(..n).ok_or(ENOMEM)?;
+        for slot in slots.iter_mut() {
+            // SAFETY: `slot` is valid for writes and not moved afterwards (type invariant).
+            unsafe { pin_init::raw_init(slot.as_mut_ptr(), DioCtx::new()) };
+        }
+        // SAFETY: The first `n` spare slots were initialised above.
+        unsafe { v.inc_len(n) };
+        Ok(Self(v))
+    }
+
+    /// The contexts, pinned.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Pin<&DioCtx>> {
+        // SAFETY: The elements never move (type invariant).
+        self.0.iter().map(|c| unsafe { Pin::new_unchecked(c) })
+    }
+}
+
+/// Accounts the completion of `bio` in its [`DioCtx`]: records its error, if any.
 ///
 /// # Safety
 ///
 /// `bio` is a completed bio submitted by [`Dio::submit`], whose `bi_private` points to the
-/// request's pinned [`DioCtx`], kept alive until `put` lets the submitter past its wait.
-unsafe extern "C" fn end_io(bio: *mut bindings::bio) {
+/// request's pinned [`DioCtx`], which stays alive until `put` lets the submitter past its wait.
+unsafe fn account<'a>(bio: *mut bindings::bio) -> &'a DioCtx {
     // SAFETY: By the function's safety requirements, `bio` is valid and `bi_private` points to
     // a live `DioCtx`.
     let (ctx, status) = unsafe { (&*(*bio).bi_private.cast::<DioCtx>(), (*bio).bi_status) };
@@ -151,25 +210,49 @@ unsafe extern "C" fn end_io(bio: *mut bindings::bio) {
         // SAFETY: No preconditions.
         ctx.fail(unsafe { bindings::blk_status_to_errno(status) });
     }
+    ctx
+}
+
+/// `bi_end_io` of pindio's allocated bios: accounts the completion and puts the bio.
+///
+/// # Safety
+///
+/// As [`account`]; the bio was allocated by [`OpenBio::alloc`].
+unsafe extern "C" fn end_io(bio: *mut bindings::bio) {
+    // SAFETY: The caller's guarantees are `account`'s.
+    let ctx = unsafe { account(bio) };
     // SAFETY: The bio is ours and done; this drops the only reference. The pages it pointed to
     // are owned (pinned) by the request, not by the bio.
     unsafe { bindings::bio_put(bio) };
     ctx.put();
 }
 
-/// Slots for the pages of one batch: on the stack for small ones, allocated for larger ones.
+/// `bi_end_io` of the inline bio of a [`DioCtx`]: accounts the completion; the context
+/// uninitialises the bio once the submitter stopped waiting.
+///
+/// # Safety
+///
+/// As [`account`].
+unsafe extern "C" fn end_io_inline(bio: *mut bindings::bio) {
+    // SAFETY: The caller's guarantees are `account`'s.
+    let ctx = unsafe { account(bio) };
+    ctx.put();
+}
+
+/// Slots for the pages of one batch: inline for small ones (up to 64 KiB at any page offset),
+/// allocated for larger ones.
 pub(crate) enum Slots {
-    /// Up to [`STACK_PAGES`] pages, inline.
-    Stack(StackSlots),
+    /// Up to [`INLINE_VECS`] pages, inline.
+    Stack(StackSlots<INLINE_VECS>),
     /// More pages.
     Heap(HeapSlots),
 }
 
 impl Slots {
-    /// Slots for `pages` pages: no allocation up to [`STACK_PAGES`].
+    /// Slots for `pages` pages: no allocation up to [`INLINE_VECS`].
     fn new(pages: usize) -> Result<Self> {
-        if pages <= STACK_PAGES {
-            Ok(Self::Stack(StackSlots::new()))
+        if pages <= INLINE_VECS {
+            Ok(Self::Stack(StackSlots::new_n()))
         } else {
             Ok(Self::Heap(HeapSlots::new(pages)?))
         }
@@ -305,7 +388,7 @@ impl<'c> Dio<'c> {
 
     fn submit_bios(&mut self) -> Result {
         let ctx = self.ctx;
-        let mut opf = bindings::req_op_REQ_OP_READ;
+        let mut opf = bindings::req_op_REQ_OP_READ | 1 << bindings::req_flag_bits___REQ_SYNC;
         if self.write {
             opf = bindings::req_op_REQ_OP_WRITE
                 | 1 << bindings::req_flag_bits___REQ_SYNC
@@ -318,14 +401,22 @@ impl<'c> Dio<'c> {
         let mut bio = OpenBio::none();
         let mut sector = self.pos >> bindings::SECTOR_SHIFT;
         let mut pieces_left: usize = self.mem.batches().map(|b| b.nr_pages()).sum();
+        // Everything in one bio: the context's own, allocated from nothing.
+        let inline = pieces_left <= INLINE_VECS;
         let target = &self.target;
         for batch in self.mem.batches() {
             for (page, mut off, mut len) in batch.segments() {
                 pieces_left = pieces_left.saturating_sub(1);
                 while len > 0 {
-                    if bio.0.is_null() {
-                        let vecs = (pieces_left + 1).min(bindings::BIO_MAX_VECS as usize);
-                        bio = OpenBio::alloc(target, vecs, opf, sector, ctx)?;
+                    if bio.bio.is_null() {
+                        let vecs = if inline {
+                            bio = OpenBio::inline(target, opf, sector, ctx)?;
+                            INLINE_VECS
+                        } else {
+                            let vecs = (pieces_left + 1).min(bindings::BIO_MAX_VECS as usize);
+                            bio = OpenBio::alloc(target, vecs, opf, sector, ctx)?;
+                            vecs
+                        };
                         planner.open(vecs);
                     }
                     let (take, full) = planner.place(len).ok_or(EINVAL)?;
@@ -349,8 +440,7 @@ impl<'c> Dio<'c> {
     fn wait(&mut self) {
         if !self.waited {
             self.waited = true;
-            self.ctx.put();
-            self.ctx.done.wait_for_completion();
+            self.ctx.wait();
         }
     }
 
@@ -380,17 +470,44 @@ impl Drop for Dio<'_> {
     }
 }
 
-/// A bio being filled, not yet submitted; dropped unsubmitted, it is put.
+/// A bio being filled, not yet submitted; dropped unsubmitted, it is released.
 ///
 /// # Invariants
 ///
-/// `self.0` is null or a bio allocated by [`OpenBio::alloc`] and not yet submitted.
-struct OpenBio(*mut bindings::bio);
+/// `bio` is null, or a bio not yet submitted: allocated by [`OpenBio::alloc`] (then `ctx` is
+/// null), or the inline bio of `ctx`, initialised by [`OpenBio::inline`].
+struct OpenBio<'c> {
+    bio: *mut bindings::bio,
+    ctx: Option<Pin<&'c DioCtx>>,
+}
 
-impl OpenBio {
+impl<'c> OpenBio<'c> {
     /// No bio.
     fn none() -> Self {
-        Self(ptr::null_mut())
+        Self {
+            bio: ptr::null_mut(),
+            ctx: None,
+        }
+    }
+
+    /// Sets where `bio` goes and how it completes into `ctx`.
+    ///
+    /// # Safety
+    ///
+    /// `bio` is a bio being set up, ours alone; `ctx` outlives it (the submitter waits for
+    /// every bio in `Dio::finish` or on drop).
+    unsafe fn setup(
+        bio: *mut bindings::bio,
+        sector: u64,
+        end: unsafe extern "C" fn(*mut bindings::bio),
+        ctx: Pin<&DioCtx>,
+    ) {
+        // SAFETY: By the function's safety requirements.
+        unsafe {
+            (*bio).bi_iter.bi_sector = sector;
+            (*bio).bi_end_io = Some(end);
+            (*bio).bi_private = ptr::from_ref(ctx.get_ref()).cast_mut().cast();
+        }
     }
 
     /// A bio of `vecs` vectors from the filesystem bioset, for `target` at `sector`, completing
@@ -417,23 +534,47 @@ impl OpenBio {
         if bio.is_null() {
             return Err(ENOMEM);
         }
-        // SAFETY: `bio` is a fresh bio, ours alone. `ctx` is pinned and outlives the bio: the
-        // submitter waits in `Dio::finish` for every bio it submitted.
-        unsafe {
-            (*bio).bi_iter.bi_sector = sector;
-            (*bio).bi_end_io = Some(end_io);
-            (*bio).bi_private = ptr::from_ref(ctx.get_ref()).cast_mut().cast();
-        }
+        // SAFETY: A fresh bio, ours alone; `ctx` outlives it (see `Dio`).
+        unsafe { Self::setup(bio, sector, end_io, ctx) };
         // INVARIANT: allocated, not submitted.
-        Ok(Self(bio))
+        Ok(Self { bio, ctx: None })
+    }
+
+    /// The inline bio of `ctx` (at most once per context), for `target` at `sector`.
+    fn inline(target: &Target, opf: u32, sector: u64, ctx: Pin<&'c DioCtx>) -> Result<Self> {
+        if ctx.inline.cmpxchg(INLINE_FREE, INLINE_OPEN, Full).is_err() {
+            return Err(EBUSY);
+        }
+        let bio = ctx.bio.get();
+        // SAFETY: The inline bio and its vectors are ours (claimed above) and live as long as
+        // `ctx`; `bdev` is valid (type invariant of `Target`).
+        unsafe {
+            bindings::bio_init(
+                bio,
+                target.bdev,
+                ctx.vecs.get().cast(),
+                INLINE_VECS as u16,
+                opf,
+            )
+        };
+        // SAFETY: As above.
+        unsafe { Self::setup(bio, sector, end_io_inline, ctx) };
+        // INVARIANT: the inline bio of `ctx`, initialised, not submitted.
+        Ok(Self {
+            bio,
+            ctx: Some(ctx),
+        })
     }
 
     /// Adds `len` bytes at `off` of `page`.
     fn add(&mut self, page: *mut bindings::page, len: usize, off: usize) -> Result {
+        if self.bio.is_null() {
+            return Err(EINVAL);
+        }
         let len32 = u32::try_from(len)?;
-        // SAFETY: `self.0` is an open bio (callers add only after `alloc`); the page is pinned
-        // by the request until every bio completed, and `off + len` is within it.
-        let added = unsafe { bindings::bio_add_page(self.0, page, len32, off.try_into()?) };
+        // SAFETY: `self.bio` is an open bio (type invariant); the page is pinned by the request
+        // until every bio completed, and `off + len` is within it.
+        let added = unsafe { bindings::bio_add_page(self.bio, page, len32, off.try_into()?) };
         if usize::try_from(added).ok() != Some(len) {
             return Err(EINVAL);
         }
@@ -442,23 +583,34 @@ impl OpenBio {
 
     /// Submits the bio, accounted in `ctx`; `self` is left with no bio.
     fn submit(&mut self, ctx: Pin<&DioCtx>) {
-        let bio = core::mem::replace(&mut self.0, ptr::null_mut());
+        let bio = core::mem::replace(&mut self.bio, ptr::null_mut());
         if bio.is_null() {
             return;
         }
+        if let Some(inline) = self.ctx.take() {
+            inline.inline.store(INLINE_SUBMITTED, Release);
+        }
         ctx.pending.fetch_add(1, Full);
-        // SAFETY: An allocated, filled bio whose `bi_end_io` accounts it in `ctx`; submitting
-        // passes our reference to the block layer, and `end_io` puts it.
+        // SAFETY: A filled bio whose `bi_end_io` accounts it in `ctx`; submitting passes it to
+        // the block layer until `bi_end_io`.
         unsafe { bindings::submit_bio(bio) };
     }
 }
 
-impl Drop for OpenBio {
+impl Drop for OpenBio<'_> {
     fn drop(&mut self) {
-        if !self.0.is_null() {
+        if self.bio.is_null() {
+            return;
+        }
+        match self.ctx {
+            Some(ctx) => {
+                // SAFETY: By the type invariant the initialised, never submitted inline bio.
+                unsafe { bindings::bio_uninit(self.bio) };
+                ctx.inline.store(INLINE_FREE, Release);
+            }
             // SAFETY: By the type invariant an allocated bio that was never submitted: ours to
             // put. It holds no page references.
-            unsafe { bindings::bio_put(self.0) };
+            None => unsafe { bindings::bio_put(self.bio) },
         }
     }
 }

@@ -54,17 +54,25 @@ pub(crate) trait PageSlots {
     fn slots(&mut self) -> &mut [*mut bindings::page];
 }
 
-/// Slots for up to [`STACK_PAGES`] pages, meant to live on the caller's stack.
-pub(crate) struct StackSlots([*mut bindings::page; STACK_PAGES]);
+/// Slots for up to `N` pages ([`STACK_PAGES`] unless said otherwise), meant to live on the
+/// caller's stack.
+pub(crate) struct StackSlots<const N: usize = STACK_PAGES>([*mut bindings::page; N]);
 
 impl StackSlots {
-    /// Empty slots.
+    /// Empty slots for [`STACK_PAGES`] pages.
     pub(crate) fn new() -> Self {
-        Self([ptr::null_mut(); STACK_PAGES])
+        Self::new_n()
     }
 }
 
-impl PageSlots for StackSlots {
+impl<const N: usize> StackSlots<N> {
+    /// Empty slots for `N` pages.
+    pub(crate) fn new_n() -> Self {
+        Self([ptr::null_mut(); N])
+    }
+}
+
+impl<const N: usize> PageSlots for StackSlots<N> {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         &mut self.0
     }
@@ -276,67 +284,82 @@ impl Iter {
         (addr, len.min(self.count()))
     }
 
-    /// Like [`Iter::extract`] for a user iterator, but with `FOLL_LONGTERM` added: pins the pages
-    /// of the current segment with `pin_user_pages_fast`, as `iov_iter_extract_user_pages` does.
-    fn extract_longterm(
+    /// Like [`Iter::extract`] for a user iterator, but with `gup_flags` (`FOLL_LONGTERM`, which
+    /// `iov_iter_extract_pages` does not take): pins pages of the current segment with
+    /// [`pin_user`], as `iov_iter_extract_user_pages` does, and advances past them.
+    fn extract_flags(
         &mut self,
         slots: &mut [*mut bindings::page],
-        dir: Dir,
+        gup_flags: u32,
     ) -> Result<(usize, usize)> {
         let (addr, seg_len) = self.user_segment();
-        let offset0 = addr % PAGE_SIZE;
-        let want = offset0
-            .checked_add(seg_len)
-            .ok_or(EINVAL)?
-            .div_ceil(PAGE_SIZE)
-            .min(slots.len());
-        let mut flags = bindings::FOLL_LONGTERM;
-        if dir == Dir::FromDevice {
-            flags |= bindings::FOLL_WRITE;
-        }
-        // SAFETY: `slots` has room for `want` pages; the address is a user address the iterator
-        // was imported with (access_ok checked), and pin_user_pages_fast checks it again.
-        let ret = unsafe {
-            bindings::pin_user_pages_fast(
-                addr - offset0,
-                want.try_into()?,
-                flags,
-                slots.as_mut_ptr(),
-            )
-        };
-        if ret < 0 {
-            return Err(Error::from_errno(ret));
-        }
-        if ret == 0 {
-            return Err(EFAULT);
-        }
-        let pinned = usize::try_from(ret)?;
-        let len = seg_len.min(pinned * PAGE_SIZE - offset0);
+        let (len, offset0) = pin_user(addr, seg_len, slots, gup_flags)?;
         // SAFETY: `iter` is initialised and has at least `len <= count` bytes left.
         unsafe { bindings::iov_iter_advance(&mut self.iter, len) };
         Ok((len, offset0))
     }
 }
 
+/// Pins (FOLL_PIN and `gup_flags`) the pages of up to `len` bytes of user memory at `addr` in the
+/// current task's mm into `slots`, with `pin_user_pages_fast`, the call `iov_iter_extract_pages`
+/// makes for user memory. Returns the bytes pinned (fewer if the kernel pinned fewer pages than
+/// asked) and the offset into the first page.
+fn pin_user(
+    addr: usize,
+    len: usize,
+    slots: &mut [*mut bindings::page],
+    gup_flags: u32,
+) -> Result<(usize, usize)> {
+    let offset0 = addr % PAGE_SIZE;
+    let want = offset0
+        .checked_add(len)
+        .ok_or(EINVAL)?
+        .div_ceil(PAGE_SIZE)
+        .min(slots.len());
+    // SAFETY: `slots` has room for `want` pages. The address is a user address its source was
+    // made with (access_ok checked at import), and pin_user_pages_fast checks it again.
+    let ret = unsafe {
+        bindings::pin_user_pages_fast(
+            addr - offset0,
+            want.try_into()?,
+            gup_flags,
+            slots.as_mut_ptr(),
+        )
+    };
+    if ret < 0 {
+        return Err(Error::from_errno(ret));
+    }
+    if ret == 0 {
+        return Err(EFAULT);
+    }
+    let pinned = usize::try_from(ret)?;
+    Ok((len.min(pinned * PAGE_SIZE - offset0), offset0))
+}
+
 /// User memory, pinned (FOLL_PIN) as it is extracted.
 ///
 /// # Invariants
 ///
-/// `iter` is user-backed (`ITER_UBUF` or `ITER_IOVEC`). If `iov` is not null, it is the
+/// The task that made it has an mm (a user address space), which `current->mm` stays while it
+/// lives: it cannot leave that task (not `Send`). `iter` is user-backed (`ITER_UBUF` or
+/// `ITER_IOVEC`). If `iov` is not null, it is the
 /// kmalloc'ed array of `nr_segs` iovecs `iter` points into, freed on drop; if it is null, `iter`
-/// is an `ITER_UBUF` over the single segment `ubuf`.
+/// is an `ITER_UBUF` over the single segment `ubuf`, and `cur` is the address and length of what
+/// is left of it (a single range is pinned straight from `cur`; `iter` then only checked it).
+/// `gup_flags` are FOLL_WRITE for [`Dir::FromDevice`] and FOLL_LONGTERM on request.
 pub(crate) struct UserPages {
     iter: Iter,
     iov: *mut bindings::iovec,
     nr_segs: usize,
     ubuf: (usize, usize),
+    cur: Option<(usize, usize)>,
     dir: Dir,
     longterm: bool,
+    gup_flags: u32,
 }
 
-// SAFETY: The iovec array is owned and the user addresses are plain numbers: a `UserPages` may
-// move to another thread of the same process (pinning works on `current->mm`).
-unsafe impl Send for UserPages {}
+// `UserPages` is neither `Send` nor `Sync` (it holds a raw pointer): its addresses belong to the
+// mm of the task that made it, and pinning works on `current->mm`, so it stays on that task.
 
 impl UserPages {
     /// A single user range of `len` bytes at `addr`.
@@ -344,6 +367,7 @@ impl UserPages {
     /// Fails with `EFAULT` if the range is not a user range (`access_ok`); `len` is capped at
     /// `MAX_RW_COUNT` as for `read(2)`.
     pub(crate) fn new(addr: UserPtr, len: usize, dir: Dir, longterm: bool) -> Result<Self> {
+        user_task()?;
         let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
         // SAFETY: `iter` is valid for writes; `addr` is only recorded, and checked by access_ok.
         to_result(unsafe {
@@ -356,14 +380,18 @@ impl UserPages {
         })?;
         // SAFETY: import_ubuf succeeded, so it initialised `iter`.
         let iter = unsafe { iter.assume_init() };
-        // INVARIANT: an ITER_UBUF iterator over `(addr, len)`; no iovec array.
+        let iter = Iter { iter };
+        let ubuf = (addr.as_const_ptr() as usize, iter.count());
+        // INVARIANT: an ITER_UBUF iterator over `ubuf`, all of it left; no iovec array.
         Ok(Self {
-            iter: Iter { iter },
+            iter,
             iov: ptr::null_mut(),
             nr_segs: 1,
-            ubuf: (addr.as_const_ptr() as usize, len),
+            ubuf,
+            cur: Some(ubuf),
             dir,
             longterm,
+            gup_flags: gup_flags(dir, longterm),
         })
     }
 
@@ -372,6 +400,7 @@ impl UserPages {
     /// Fails as `readv(2)` does: `EINVAL` for more than `UIO_MAXIOV` segments or a total above
     /// `MAX_RW_COUNT` or a negative length, `EFAULT` for bad memory.
     pub(crate) fn new_iovec(uvec: UserPtr, nr_segs: u32, dir: Dir, longterm: bool) -> Result<Self> {
+        user_task()?;
         let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
         let mut iov: *mut bindings::iovec = ptr::null_mut();
         // SAFETY: `iter` and `iov` are valid for writes. With `fast_segs == 0` and a null `*iovp`
@@ -403,20 +432,31 @@ impl UserPages {
             (0, 0)
         };
         // INVARIANT: an ITER_IOVEC iterator into `iov` (`nr_segs` entries, checked by
-        // import_iovec), or, with `iov` null, an ITER_UBUF over `ubuf`.
+        // import_iovec), or, with `iov` null, an ITER_UBUF over `ubuf`, all of it left.
         Ok(Self {
             iter,
             iov,
             nr_segs: nr_segs.try_into()?,
             ubuf,
+            cur: iov.is_null().then_some(ubuf),
             dir,
             longterm,
+            gup_flags: gup_flags(dir, longterm),
         })
     }
 
     /// Bytes not yet extracted.
     pub(crate) fn remaining(&self) -> usize {
-        self.iter.count()
+        match self.cur {
+            Some((_, left)) => left,
+            None => self.iter.count(),
+        }
+    }
+
+    /// The address and length of what is left of the current segment; only while bytes remain
+    /// (an exhausted iovec iterator points past its array).
+    fn current_segment(&self) -> (usize, usize) {
+        self.cur.unwrap_or_else(|| self.iter.user_segment())
     }
 
     /// The segments `(address, length)` the source was made from, whatever was extracted since.
@@ -444,9 +484,13 @@ impl UserPages {
             .fold(0usize, usize::saturating_add)
     }
 
-    /// Pages the next batch can span at most: those of the current segment.
+    /// Pages the next batch can span at most: those of the current segment (0 when nothing is
+    /// left).
     pub(crate) fn next_segment_pages(&self) -> usize {
-        let (addr, len) = self.iter.user_segment();
+        if self.remaining() == 0 {
+            return 0;
+        }
+        let (addr, len) = self.current_segment();
         (addr % PAGE_SIZE).saturating_add(len).div_ceil(PAGE_SIZE)
     }
 
@@ -477,18 +521,13 @@ impl UserPages {
         batch: &mut PinnedBatch<S>,
         max_pages: usize,
     ) -> Result<usize> {
+        // Nothing left: an exhausted iovec iterator has no current segment to look at.
         if self.remaining() == 0 {
             return Ok(0);
         }
-        if batch.nr > 0
-            && ((batch.offset0 + batch.len) % PAGE_SIZE != 0
-                || self.iter.user_segment().0 % PAGE_SIZE != 0)
-        {
+        let (addr, seg_len) = self.current_segment();
+        if batch.nr > 0 && ((batch.offset0 + batch.len) % PAGE_SIZE != 0 || addr % PAGE_SIZE != 0) {
             return Ok(0);
-        }
-        // Pins are taken in `current->mm`; a kernel thread without one has no user memory.
-        if kernel::current!().mm().is_none() {
-            return Err(EFAULT);
         }
         let nr = batch.nr;
         let Some(free) = batch.slots.slots().get_mut(nr..) else {
@@ -498,10 +537,15 @@ impl UserPages {
         let Some(free) = free.get_mut(..want).filter(|f| !f.is_empty()) else {
             return Ok(0);
         };
-        let (len, offset0) = if self.longterm {
-            self.iter.extract_longterm(free, self.dir)?
-        } else {
-            self.iter.extract(free)?
+        let (len, offset0) = match self.cur {
+            // A single range: pinned straight from where it stands.
+            Some(_) => {
+                let pinned = pin_user(addr, seg_len, free, self.gup_flags)?;
+                self.cur = Some((addr + pinned.0, seg_len - pinned.0));
+                pinned
+            }
+            None if self.longterm => self.iter.extract_flags(free, self.gup_flags)?,
+            None => self.iter.extract(free)?,
         };
         if len == 0 {
             return Err(EFAULT);
@@ -650,6 +694,28 @@ impl<'a> KernelPages<'a> {
         // slots; they belong to buffers borrowed for `'a` and hold no reference to release.
         unsafe { Batch::new(slots, offset0, len, Listed(PhantomData)) }.map(Some)
     }
+}
+
+/// The flags of a user pin besides FOLL_PIN: FOLL_WRITE when the device writes the memory,
+/// FOLL_LONGTERM on request.
+fn gup_flags(dir: Dir, longterm: bool) -> u32 {
+    let mut flags = 0;
+    if dir == Dir::FromDevice {
+        flags |= bindings::FOLL_WRITE;
+    }
+    if longterm {
+        flags |= bindings::FOLL_LONGTERM;
+    }
+    flags
+}
+
+/// Checks that the current task has user memory: pins are taken in `current->mm`, and a kernel
+/// thread without one has nothing to pin (`EFAULT`).
+fn user_task() -> Result {
+    if kernel::current!().mm().is_none() {
+        return Err(EFAULT);
+    }
+    Ok(())
 }
 
 /// The error of a C function that returned `-errno` as a `ssize_t`.
