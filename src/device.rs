@@ -134,14 +134,13 @@ fn dio_prepare<'c>(v: &pindio_dio, ctx: Pin<&'c DioCtx>) -> Result<Dio<'c>> {
 
 /// `PINDIO_IOC_DIO`: one direct I/O, waited for; returns the bytes transferred.
 fn dio_one(arg: UserPtr) -> Result<isize> {
-    let mut arg = ExtArg::<pindio_dio>::read(arg)?;
+    let arg = ExtArg::<pindio_dio>::read(arg)?;
     stack_pin_init!(let ctx = DioCtx::new());
     let mut io = dio_prepare(&arg.val, ctx.as_ref())?;
+    // The bios go out together when the plug ends (measured no slower for a single bio).
     dio::plugged(|| io.submit());
-    let bytes = io.finish()?;
-    arg.val.result = bytes.try_into()?;
-    arg.write_back()?;
-    Ok(bytes.try_into()?)
+    // The bytes are the ioctl's value; the struct is not written back (see the uapi header).
+    Ok(io.finish()?.try_into()?)
 }
 
 /// `PINDIO_IOC_DIO_BATCH`: independent direct I/Os, every bio of all of them submitted under one

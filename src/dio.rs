@@ -378,6 +378,11 @@ impl<'c> Dio<'c> {
         })
     }
 
+    /// Whether the I/O goes out as one bio: the context's inline one.
+    fn single_bio(&mut self) -> bool {
+        self.mem.batches().map(|b| b.nr_pages()).sum::<usize>() <= INLINE_VECS
+    }
+
     /// Cuts the pinned pages into bios and submits them, each accounted in the context.
     ///
     /// On error the bios submitted so far stay in flight and accounted; the error becomes the
@@ -400,9 +405,9 @@ impl<'c> Dio<'c> {
         let mut planner = BioPlanner::new(self.target.limits.lbs.try_into()?).ok_or(EINVAL)?;
         let mut bio = OpenBio::none();
         let mut sector = self.pos >> bindings::SECTOR_SHIFT;
-        let mut pieces_left: usize = self.mem.batches().map(|b| b.nr_pages()).sum();
         // Everything in one bio: the context's own, allocated from nothing.
-        let inline = pieces_left <= INLINE_VECS;
+        let inline = self.single_bio();
+        let mut pieces_left: usize = self.mem.batches().map(|b| b.nr_pages()).sum();
         let target = &self.target;
         for batch in self.mem.batches() {
             for (page, mut off, mut len) in batch.segments() {
@@ -583,7 +588,7 @@ impl<'c> OpenBio<'c> {
 
     /// Submits the bio, accounted in `ctx`; `self` is left with no bio.
     fn submit(&mut self, ctx: Pin<&DioCtx>) {
-        let bio = core::mem::replace(&mut self.bio, ptr::null_mut());
+        let bio = core::mem::take(&mut self.bio);
         if bio.is_null() {
             return;
         }

@@ -6,12 +6,11 @@
 //! Each measurement runs for a fixed time and counts operations; the rounds alternate which path
 //! goes first, and the best round of each is compared. Only the ratios mean anything under TCG.
 
-use crate::{dio_req, Buf, Device, DioMem};
+use crate::{dio_req, open_blockdev, Buf, Device, DioMem};
 use anyhow::{ensure, Context, Result};
 use io_uring::{opcode, types, IoUring};
 use std::{
-    fs::{File, OpenOptions},
-    os::{fd::AsRawFd, unix::fs::FileExt, unix::fs::OpenOptionsExt},
+    os::{fd::AsRawFd, unix::fs::FileExt},
     time::{Duration, Instant},
 };
 
@@ -66,15 +65,6 @@ fn compare(
     Ok((a, b))
 }
 
-fn open(path: &str, direct: bool) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(if direct { libc::O_DIRECT } else { 0 })
-        .open(path)
-        .with_context(|| format!("open {path}"))
-}
-
 /// One line of results: what, our rate, theirs, the ratio.
 fn report(what: &str, unit: &str, scale: f64, (ours, theirs): (f64, f64), kernel: &str) {
     println!(
@@ -87,8 +77,8 @@ fn report(what: &str, unit: &str, scale: f64, (ours, theirs): (f64, f64), kernel
 
 /// Runs the whole benchmark on the block device at `path`.
 pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32) -> Result<()> {
-    let f = open(path, false)?;
-    let direct = open(path, true)?;
+    let f = open_blockdev(path, true, false)?;
+    let direct = open_blockdev(path, true, true)?;
     let size = f.metadata()?.len().max(
         // A block device's metadata says 0; seek to its end instead.
         {

@@ -159,6 +159,20 @@ pub struct Buf {
 impl Buf {
     /// At least `len` bytes, populated.
     pub fn new(len: usize) -> io::Result<Self> {
+        Self::map(len, libc::MAP_POPULATE, None)
+    }
+
+    /// At least `len` bytes with `madvise(advice)` (such as `MADV_NOHUGEPAGE`) given before any
+    /// page is touched, then populated by writing every page.
+    pub fn advised(len: usize, advice: libc::c_int) -> io::Result<Self> {
+        let mut buf = Self::map(len, 0, Some(advice))?;
+        for page in buf.bytes().chunks_mut(4096) {
+            page[0] = 1;
+        }
+        Ok(buf)
+    }
+
+    fn map(len: usize, flags: libc::c_int, advice: Option<libc::c_int>) -> io::Result<Self> {
         let len = len.max(1).next_multiple_of(4096);
         // SAFETY: A fresh anonymous mapping.
         let addr = unsafe {
@@ -166,7 +180,7 @@ impl Buf {
                 ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
                 -1,
                 0,
             )
@@ -174,10 +188,17 @@ impl Buf {
         if addr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Self {
+        let buf = Self {
             addr: addr.cast(),
             len,
-        })
+        };
+        if let Some(advice) = advice {
+            // SAFETY: Advice on our own mapping.
+            if unsafe { libc::madvise(addr, len, advice) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(buf)
     }
 
     /// The whole mapping.
@@ -197,6 +218,18 @@ impl Drop for Buf {
         // SAFETY: Our own mapping, unmapped once.
         unsafe { libc::munmap(self.addr.cast(), self.len) };
     }
+}
+
+/// Opens the block device at `path` for reading (and writing), with O_DIRECT if `direct`.
+pub fn open_blockdev(path: &str, write: bool, direct: bool) -> anyhow::Result<File> {
+    use anyhow::Context;
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(if direct { libc::O_DIRECT } else { 0 })
+        .open(path)
+        .with_context(|| format!("open {path}"))
 }
 
 /// An open `/dev/pindio`.

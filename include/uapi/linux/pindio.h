@@ -202,7 +202,8 @@ struct pindio_pin_bench {
  * @offset: in: byte offset on the device
  * @buf: in: the buffer, or with PINDIO_DIO_IOVEC the struct iovec array
  * @len: in: bytes, or with PINDIO_DIO_IOVEC the number of iovec segments
- * @result: out: bytes transferred (all of them), or -errno
+ * @result: out, PINDIO_IOC_DIO_BATCH only: bytes transferred (all of them), or -errno.
+ *          PINDIO_IOC_DIO returns the bytes as its value and does not write the struct back.
  *
  * The user pages are pinned (FOLL_PIN; FOLL_WRITE for a read) and put straight into bios, as the
  * kernel's own block-device O_DIRECT does; a read dirties the pages before they are unpinned.
@@ -277,8 +278,8 @@ struct pindio_dio_batch {
 #define PINDIO_IOC_READ_PINNED	_IOW(PINDIO_IOC_MAGIC, 0x02, struct pindio_read_pinned)
 #define PINDIO_IOC_UNPIN	_IOW(PINDIO_IOC_MAGIC, 0x03, struct pindio_unpin)
 #define PINDIO_IOC_PIN_BENCH	_IOWR(PINDIO_IOC_MAGIC, 0x04, struct pindio_pin_bench)
-/* Returns the bytes transferred (also in result), or fails with the errno. */
-#define PINDIO_IOC_DIO		_IOWR(PINDIO_IOC_MAGIC, 0x05, struct pindio_dio)
+/* Returns the bytes transferred, or fails with the errno; the struct is only read. */
+#define PINDIO_IOC_DIO		_IOW(PINDIO_IOC_MAGIC, 0x05, struct pindio_dio)
 #define PINDIO_IOC_DIO_BATCH	_IOW(PINDIO_IOC_MAGIC, 0x06, struct pindio_dio_batch)
 
 #endif /* _UAPI_LINUX_PINDIO_H */

@@ -4,13 +4,11 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use pindio::{dio_bench, dio_req, gup_test, uapi, Buf, Device, DioMem};
+use pindio::{dio_bench, dio_req, gup_test, open_blockdev, uapi, Buf, Device, DioMem};
 use std::{
-    fs::{File, OpenOptions},
-    io,
+    fs::File,
     os::fd::AsRawFd,
-    os::unix::fs::{FileExt, OpenOptionsExt},
-    ptr,
+    os::unix::fs::FileExt,
     time::{Duration, Instant},
 };
 
@@ -98,6 +96,10 @@ enum Bench {
         /// Rounds per setting; the best of them is reported.
         #[arg(long, default_value_t = 5)]
         rounds: u32,
+        /// Back the buffer with huge pages (MADV_HUGEPAGE) instead of small ones
+        /// (MADV_NOHUGEPAGE, the default: khugepaged cannot change it between rounds).
+        #[arg(long)]
+        thp: bool,
     },
     /// Direct I/O through pindio next to the kernel's own paths on the same device, in the same
     /// boot: pread/pwrite(O_DIRECT) and io_uring.
@@ -108,30 +110,22 @@ enum Bench {
         #[arg(long, default_value_t = 2.0)]
         secs: f64,
         /// Rounds per measurement, alternating the two paths; the best is reported.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
 }
 
-/// A populated anonymous buffer of `len` bytes.
-fn buffer(len: usize) -> Result<&'static mut [u8]> {
-    // SAFETY: A fresh anonymous mapping; it is never unmapped (the process is short-lived).
-    let addr = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-            -1,
-            0,
-        )
+/// A populated anonymous buffer of at least `len` bytes, filled with `i % 251` at byte `i`;
+/// with `thp` false, of small pages only (`MADV_NOHUGEPAGE`), else huge pages where possible
+/// (`MADV_HUGEPAGE`).
+fn buffer(len: usize, thp: bool) -> Result<Buf> {
+    let advice = if thp {
+        libc::MADV_HUGEPAGE
+    } else {
+        libc::MADV_NOHUGEPAGE
     };
-    if addr == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error()).context("mmap");
-    }
-    // SAFETY: The mapping is readable and writable for `len` bytes and lives forever.
-    let buf = unsafe { std::slice::from_raw_parts_mut(addr.cast::<u8>(), len) };
-    for (i, b) in buf.iter_mut().enumerate() {
+    let mut buf = Buf::advised(len, advice).context("mmap")?;
+    for (i, b) in buf.bytes().iter_mut().enumerate() {
         *b = (i % 251) as u8;
     }
     Ok(buf)
@@ -162,7 +156,7 @@ fn info(dev: &Device) -> Result<()> {
 
 fn pin(dev: &Device, size: usize, offset: usize, write: bool, longterm: bool) -> Result<()> {
     ensure!(size > 0, "--size must be above 0");
-    let buf = buffer(offset + size)?;
+    let mut buf = buffer(offset + size, false)?;
     let mut flags = 0;
     if write {
         flags |= uapi::PINDIO_PIN_WRITE;
@@ -171,7 +165,7 @@ fn pin(dev: &Device, size: usize, offset: usize, write: bool, longterm: bool) ->
         flags |= uapi::PINDIO_PIN_LONGTERM;
     }
     let (before, _) = pindio::foll_pin_counts()?;
-    let addr = buf.as_ptr() as usize + offset;
+    let addr = buf.addr() + offset;
     let pin = dev
         .pin(addr, size as u64, flags)
         .context("PINDIO_IOC_PIN")?;
@@ -186,7 +180,7 @@ fn pin(dev: &Device, size: usize, offset: usize, write: bool, longterm: bool) ->
     let mut back = vec![0u8; size];
     dev.read_pinned(pin.handle, 0, &mut back)
         .context("PINDIO_IOC_READ_PINNED")?;
-    if back[..] != buf[offset..offset + size] {
+    if back[..] != buf.bytes()[offset..offset + size] {
         bail!("the pinned pages do not hold what the buffer holds");
     }
     println!("read {size} bytes back through the pin: they match the buffer");
@@ -304,15 +298,6 @@ fn first_mismatch(got: &[u8], pos: u64, seed: u8) -> Option<usize> {
         .position(|(i, &b)| b != pattern_byte(pos + i as u64, seed))
 }
 
-fn open_blk(path: &str, write: bool, direct: bool) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(if direct { libc::O_DIRECT } else { 0 })
-        .open(path)
-        .with_context(|| format!("open {path}"))
-}
-
 /// One direct I/O through the device; returns the bytes and the time taken.
 fn run_dio(
     dev: &Device,
@@ -345,7 +330,7 @@ fn shape(a: &DioArgs, m: &IoMem) -> String {
 }
 
 fn dio_write(dev: &Device, a: &DioArgs) -> Result<()> {
-    let f = open_blk(&a.dev, true, false)?;
+    let f = open_blockdev(&a.dev, true, false)?;
     let mut m = IoMem::new(a)?;
     m.fill(a.offset, a.seed);
     let (n, t) = run_dio(dev, &f, true, a, &m)?;
@@ -362,7 +347,7 @@ fn dio_write(dev: &Device, a: &DioArgs) -> Result<()> {
 }
 
 fn dio_read(dev: &Device, a: &DioArgs) -> Result<()> {
-    let f = open_blk(&a.dev, false, false)?;
+    let f = open_blockdev(&a.dev, false, false)?;
     let mut m = IoMem::new(a)?;
     let (n, t) = run_dio(dev, &f, false, a, &m)?;
     let got = m.gather();
@@ -389,14 +374,14 @@ fn dio_read(dev: &Device, a: &DioArgs) -> Result<()> {
 
 fn dio_verify(dev: &Device, a: &DioArgs) -> Result<()> {
     dio_write(dev, a)?;
-    let f = open_blk(&a.dev, false, false)?;
+    let f = open_blockdev(&a.dev, false, false)?;
     let mut m = IoMem::new(a)?;
     run_dio(dev, &f, false, a, &m)?;
     if let Some(i) = first_mismatch(&m.gather(), a.offset, a.seed) {
         bail!("pindio read back: byte {i} differs");
     }
     println!("read back through pindio: all {} bytes match", a.size);
-    let direct = open_blk(&a.dev, false, true)?;
+    let direct = open_blockdev(&a.dev, false, true)?;
     let mut buf = Buf::new(a.size as usize)?;
     direct
         .read_exact_at(&mut buf.bytes()[..a.size as usize], a.offset)
@@ -408,11 +393,21 @@ fn dio_verify(dev: &Device, a: &DioArgs) -> Result<()> {
     Ok(())
 }
 
-fn bench_pin(dev: &Device, mib: usize, pages_per_call: &[u32], rounds: u32) -> Result<()> {
+fn bench_pin(
+    dev: &Device,
+    mib: usize,
+    pages_per_call: &[u32],
+    rounds: u32,
+    thp: bool,
+) -> Result<()> {
     let len = mib << 20;
-    let buf = buffer(len)?;
-    let addr = buf.as_ptr() as usize;
-    println!("pin benchmark: {mib} MiB, best of {rounds} rounds, read-only pins (times in us)");
+    let buf = buffer(len, thp)?;
+    let addr = buf.addr();
+    println!(
+        "pin benchmark: {mib} MiB of {} pages, best of {rounds} rounds (order alternating), \
+         read-only pins (times in us)",
+        if thp { "huge" } else { "small (4 KiB)" }
+    );
     println!(
         "{:>14} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
         "pages/call",
@@ -476,6 +471,7 @@ fn main() -> Result<()> {
             mib,
             pages_per_call,
             rounds,
-        }) => bench_pin(&dev, mib, &pages_per_call, rounds),
+            thp,
+        }) => bench_pin(&dev, mib, &pages_per_call, rounds, thp),
     }
 }

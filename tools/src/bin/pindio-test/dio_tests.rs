@@ -13,7 +13,7 @@ use pindio::{dio_req, uapi, Device, DioMem};
 use std::{
     fs::{File, OpenOptions},
     io,
-    os::{fd::AsRawFd, unix::fs::FileExt, unix::fs::OpenOptionsExt},
+    os::{fd::AsRawFd, unix::fs::FileExt},
     ptr,
     sync::atomic::{AtomicBool, Ordering},
 };
@@ -32,12 +32,7 @@ const VDA: &str = "/dev/vda";
 const VDB: &str = "/dev/vdb";
 
 fn open(path: &str, write: bool, direct: bool) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(if direct { libc::O_DIRECT } else { 0 })
-        .open(path)
-        .with_context(|| format!("open {path}"))
+    pindio::open_blockdev(path, write, direct)
 }
 
 /// The size of a block device in bytes (BLKGETSIZE64).
