@@ -378,11 +378,6 @@ impl<'c> Dio<'c> {
         })
     }
 
-    /// Whether the I/O goes out as one bio: the context's inline one.
-    fn single_bio(&mut self) -> bool {
-        self.mem.batches().map(|b| b.nr_pages()).sum::<usize>() <= INLINE_VECS
-    }
-
     /// Cuts the pinned pages into bios and submits them, each accounted in the context.
     ///
     /// On error the bios submitted so far stay in flight and accounted; the error becomes the
@@ -405,9 +400,9 @@ impl<'c> Dio<'c> {
         let mut planner = BioPlanner::new(self.target.limits.lbs.try_into()?).ok_or(EINVAL)?;
         let mut bio = OpenBio::none();
         let mut sector = self.pos >> bindings::SECTOR_SHIFT;
-        // Everything in one bio: the context's own, allocated from nothing.
-        let inline = self.single_bio();
         let mut pieces_left: usize = self.mem.batches().map(|b| b.nr_pages()).sum();
+        // Everything in one bio: the context's own, allocated from nothing.
+        let inline = pieces_left <= INLINE_VECS;
         let target = &self.target;
         for batch in self.mem.batches() {
             for (page, mut off, mut len) in batch.segments() {

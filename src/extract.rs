@@ -15,7 +15,7 @@
 //! slots while the first still holds pages. No allocation happens per batch.
 
 use crate::ffi::helpers;
-use crate::segments::{pages_spanned, Segments};
+use crate::segments::Segments;
 use core::{marker::PhantomData, mem::MaybeUninit, ptr, ptr::NonNull};
 use kernel::{
     bindings,
@@ -342,19 +342,17 @@ fn pin_user(
 ///
 /// The task that made it has an mm (a user address space), which `current->mm` stays while it
 /// lives: it cannot leave that task (not `Send`). `iter` is user-backed (`ITER_UBUF` or
-/// `ITER_IOVEC`). If `iov` is not null, it is the
-/// kmalloc'ed array of `nr_segs` iovecs `iter` points into, freed on drop; if it is null, `iter`
-/// is an `ITER_UBUF` over the single segment `ubuf`, and `cur` is the address and length of what
-/// is left of it (a single range is pinned straight from `cur`; `iter` then only checked it).
-/// `gup_flags` are FOLL_WRITE for [`Dir::FromDevice`] and FOLL_LONGTERM on request.
+/// `ITER_IOVEC`). If `iov` is not null, it is the kmalloc'ed array of `nr_segs` iovecs `iter`
+/// points into, freed on drop; if it is null, `iter` is an `ITER_UBUF` over the single segment
+/// `ubuf`, and `cur` is the address and length of what is left of it (a single range is pinned
+/// straight from `cur`; `iter` then only checked it). `gup_flags` are FOLL_WRITE for
+/// [`Dir::FromDevice`] and FOLL_LONGTERM on request.
 pub(crate) struct UserPages {
     iter: Iter,
     iov: *mut bindings::iovec,
     nr_segs: usize,
     ubuf: (usize, usize),
     cur: Option<(usize, usize)>,
-    dir: Dir,
-    longterm: bool,
     gup_flags: u32,
 }
 
@@ -389,8 +387,6 @@ impl UserPages {
             nr_segs: 1,
             ubuf,
             cur: Some(ubuf),
-            dir,
-            longterm,
             gup_flags: gup_flags(dir, longterm),
         })
     }
@@ -439,8 +435,6 @@ impl UserPages {
             nr_segs: nr_segs.try_into()?,
             ubuf,
             cur: iov.is_null().then_some(ubuf),
-            dir,
-            longterm,
             gup_flags: gup_flags(dir, longterm),
         })
     }
@@ -473,17 +467,6 @@ impl UserPages {
         Iterator::chain(ubuf.into_iter(), iovs)
     }
 
-    /// The most pages the whole source can span: the sum over its segments.
-    pub(crate) fn max_pages(&self) -> usize {
-        self.user_segments()
-            .map(|(addr, len)| {
-                pages_spanned(addr as u64, len as u64, PAGE_SIZE as u64)
-                    .and_then(|n| usize::try_from(n).ok())
-                    .unwrap_or(usize::MAX)
-            })
-            .fold(0usize, usize::saturating_add)
-    }
-
     /// Pages the next batch can span at most: those of the current segment (0 when nothing is
     /// left).
     pub(crate) fn next_segment_pages(&self) -> usize {
@@ -503,7 +486,7 @@ impl UserPages {
             offset0: 0,
             len: 0,
             release: Pinned {
-                dirty: self.dir == Dir::FromDevice,
+                dirty: self.gup_flags & bindings::FOLL_WRITE != 0,
             },
         }
     }
@@ -544,7 +527,9 @@ impl UserPages {
                 self.cur = Some((addr + pinned.0, seg_len - pinned.0));
                 pinned
             }
-            None if self.longterm => self.iter.extract_flags(free, self.gup_flags)?,
+            None if self.gup_flags & bindings::FOLL_LONGTERM != 0 => {
+                self.iter.extract_flags(free, self.gup_flags)?
+            }
             None => self.iter.extract(free)?,
         };
         if len == 0 {

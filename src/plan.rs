@@ -3,7 +3,7 @@
 //! How a direct I/O is checked and cut into bios: pure logic, no kernel.
 //!
 //! Plain `core` Rust, shared by `#[path]` with the host crate in `tools/` so that `cargo test`
-//! covers it; the KUnit suite `pindio_plan` runs the same cases in the kernel.
+//! covers it; the KUnit suite `pindio_dio` runs cases of it in the kernel.
 
 /// What a target device asks of a direct I/O.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use crate::{dio_req, open_blockdev, Buf, Device, DioMem};
 use anyhow::{ensure, Context, Result};
 use io_uring::{opcode, types, IoUring};
 use std::{
+    io::{Seek, SeekFrom},
     os::{fd::AsRawFd, unix::fs::FileExt},
     time::{Duration, Instant},
 };
@@ -31,6 +32,27 @@ impl Rng {
     /// A random `block`-aligned offset of a device of `size` bytes.
     fn offset(&mut self, size: u64, block: u64) -> u64 {
         (self.next() % (size / block)) * block
+    }
+}
+
+/// Consecutive 1 MiB offsets of a device of some size, wrapping at its end.
+struct Seq {
+    pos: u64,
+    end: u64,
+}
+
+impl Seq {
+    fn new(size: u64) -> Self {
+        Self {
+            pos: 0,
+            end: size & !((1 << 20) - 1),
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        let p = self.pos;
+        self.pos = (self.pos + (1 << 20)) % self.end;
+        p
     }
 }
 
@@ -79,13 +101,8 @@ fn report(what: &str, unit: &str, scale: f64, (ours, theirs): (f64, f64), kernel
 pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32) -> Result<()> {
     let f = open_blockdev(path, true, false)?;
     let direct = open_blockdev(path, true, true)?;
-    let size = f.metadata()?.len().max(
-        // A block device's metadata says 0; seek to its end instead.
-        {
-            use std::io::Seek;
-            (&f).seek(std::io::SeekFrom::End(0))?
-        },
-    );
+    // A block device's size: its metadata says 0, its end is where a seek ends.
+    let size = (&f).seek(SeekFrom::End(0))?;
     ensure!(size >= 64 << 20, "{path} is too small ({size} bytes)");
     let fd = f.as_raw_fd();
     let mut buf = Buf::new(QD * 4096 + (1 << 20))?;
@@ -123,18 +140,10 @@ pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32) -> Result<()> {
 
     // 1 MiB sequential reads and writes.
     for write in [false, true] {
-        let mut pos = 0u64;
-        let mut next = || {
-            let p = pos;
-            pos = (pos + (1 << 20)) % (size & !((1 << 20) - 1));
-            p
-        };
-        let mut pos2 = 0u64;
-        let mut next2 = || {
-            let p = pos2;
-            pos2 = (pos2 + (1 << 20)) % (size & !((1 << 20) - 1));
-            p
-        };
+        // The same offsets for both paths.
+        let (mut ours, mut theirs) = (Seq::new(size), Seq::new(size));
+        let mut next = || ours.next();
+        let mut next2 = || theirs.next();
         let r = compare(
             rounds,
             || {

@@ -172,6 +172,12 @@ impl Buf {
         Ok(buf)
     }
 
+    /// At least `len` bytes, mapped with extra mmap `flags` (such as `MAP_HUGETLB`), not
+    /// populated.
+    pub fn with_flags(len: usize, flags: libc::c_int) -> io::Result<Self> {
+        Self::map(len, flags, None)
+    }
+
     fn map(len: usize, flags: libc::c_int, advice: Option<libc::c_int>) -> io::Result<Self> {
         let len = len.max(1).next_multiple_of(4096);
         // SAFETY: A fresh anonymous mapping.
@@ -211,12 +217,32 @@ impl Buf {
     pub fn addr(&self) -> usize {
         self.addr as usize
     }
+
+    /// Takes over `len` bytes at `addr` of a mapping made elsewhere, to unmap on drop.
+    ///
+    /// # Safety
+    ///
+    /// The range is mapped readable and writable, and nothing else unmaps it or uses it.
+    pub unsafe fn from_raw(addr: usize, len: usize) -> Self {
+        Self {
+            addr: addr as *mut u8,
+            len,
+        }
+    }
+
+    /// Unmaps it now (to test what happens to memory that goes away); once.
+    pub fn unmap(&mut self) {
+        if self.len != 0 {
+            // SAFETY: Our own mapping, unmapped once (`len` is zeroed after).
+            unsafe { libc::munmap(self.addr.cast(), self.len) };
+            self.len = 0;
+        }
+    }
 }
 
 impl Drop for Buf {
     fn drop(&mut self) {
-        // SAFETY: Our own mapping, unmapped once.
-        unsafe { libc::munmap(self.addr.cast(), self.len) };
+        self.unmap();
     }
 }
 

@@ -4,12 +4,9 @@
 //! guest's block devices (see scripts/guest-init): null_blk with memory (nullb0), null_blk with
 //! bad sectors (nullb2), a virtio-blk disk (vda) and a read-only one (vdb).
 
-use super::{
-    device, expect_errno,
-    pin_tests::{pattern, Mapping},
-};
+use super::{device, expect_errno, pin_tests::pattern};
 use anyhow::{bail, ensure, Context, Result};
-use pindio::{dio_req, uapi, Device, DioMem};
+use pindio::{dio_req, uapi, Buf, Device, DioMem};
 use std::{
     fs::{File, OpenOptions},
     io,
@@ -56,7 +53,7 @@ fn dio(dev: &Device, f: &File, write: bool, off: u64, mem: DioMem<'_>) -> io::Re
 /// `len` bytes at `off` of `path`, read with O_DIRECT (pread) into aligned memory.
 fn pread_direct(path: &str, off: u64, len: usize) -> Result<Vec<u8>> {
     let f = open(path, false, true)?;
-    let mut m = Mapping::new(len.next_multiple_of(PAGE), 0)?;
+    let mut m = Buf::with_flags(len.next_multiple_of(PAGE), 0)?;
     f.read_exact_at(&mut m.bytes()[..len], off)
         .context("pread O_DIRECT")?;
     Ok(m.bytes()[..len].to_vec())
@@ -65,7 +62,7 @@ fn pread_direct(path: &str, off: u64, len: usize) -> Result<Vec<u8>> {
 /// `data` written at `off` of `path` with O_DIRECT (pwrite) from aligned memory.
 fn pwrite_direct(path: &str, off: u64, data: &[u8]) -> Result<()> {
     let f = open(path, true, true)?;
-    let mut m = Mapping::new(data.len().next_multiple_of(PAGE), 0)?;
+    let mut m = Buf::with_flags(data.len().next_multiple_of(PAGE), 0)?;
     m.bytes()[..data.len()].copy_from_slice(data);
     f.write_all_at(&m.bytes()[..data.len()], off)
         .context("pwrite O_DIRECT")
@@ -85,7 +82,7 @@ fn pread_buffered(path: &str, off: u64, len: usize) -> Result<Vec<u8>> {
 fn round_trip(dev: &Device, path: &str, off: u64, len: usize, mem_off: usize) -> Result<()> {
     let what = format!("{path}: {len} bytes at {off}, memory offset {mem_off}");
     let f = open(path, true, false)?;
-    let mut m = Mapping::new((mem_off + len).next_multiple_of(PAGE), 0)?;
+    let mut m = Buf::with_flags((mem_off + len).next_multiple_of(PAGE), 0)?;
     let data = pattern((len / 512) as u8, len);
     m.bytes()[mem_off..mem_off + len].copy_from_slice(&data);
     let n = dio(dev, &f, true, off, DioMem::Buf(m.addr() + mem_off, len))
@@ -163,7 +160,7 @@ pub fn iovec_uneven_segments() -> Result<()> {
     let dev = device()?;
     for path in [NULLB, VDA] {
         let f = open(path, true, false)?;
-        let mut m = Mapping::new(32 * PAGE, 0)?;
+        let mut m = Buf::with_flags(32 * PAGE, 0)?;
         let total: usize = UNEVEN.iter().map(|s| s.1).sum();
         let data = pattern(0x33, total);
         let mut at = 0;
@@ -202,7 +199,7 @@ pub fn last_block_and_past_the_end() -> Result<()> {
     let dev = device()?;
     let f = open(NULLB, true, false)?;
     let size = dev_size(&f)?;
-    let mut m = Mapping::new(2 * PAGE, 0)?;
+    let mut m = Buf::with_flags(2 * PAGE, 0)?;
     m.bytes().fill(0x77);
     let n = dio(&dev, &f, true, size - 512, DioMem::Buf(m.addr(), 512))?;
     ensure!(n == 512, "last block: {n}");
@@ -229,7 +226,7 @@ pub fn page_cache_coherency() -> Result<()> {
     let f = open(NULLB, true, false)?;
     let off = 40 * MIB as u64;
     let len = 64 * KIB;
-    let mut m = Mapping::new(len, 0)?;
+    let mut m = Buf::with_flags(len, 0)?;
     // A buffered write, not flushed: a pindio read must see it (written back first).
     let data = pattern(0x11, len);
     f.write_all_at(&data, off).context("buffered write")?;
@@ -254,14 +251,14 @@ pub fn page_cache_coherency() -> Result<()> {
 }
 
 /// A `struct pindio_dio` with everything valid for a 4 KiB read of `f` into `m`.
-fn good_req(f: &File, m: &Mapping) -> uapi::pindio_dio {
+fn good_req(f: &File, m: &Buf) -> uapi::pindio_dio {
     dio_req(f.as_raw_fd(), false, 0, DioMem::Buf(m.addr(), 4096))
 }
 
 pub fn bad_arguments() -> Result<()> {
     let dev = device()?;
     let f = open(NULLB, true, false)?;
-    let m = Mapping::new(4 * PAGE, 0)?;
+    let m = Buf::with_flags(4 * PAGE, 0)?;
     let e = |req: uapi::pindio_dio, errno: i32, what: &str| {
         let mut req = req;
         expect_errno(dev.dio(&mut req), errno, what)
@@ -419,7 +416,7 @@ pub fn bad_arguments() -> Result<()> {
 /// A write to the read-only disk opened for writing (if the kernel lets it be opened so).
 pub fn read_only_disk() -> Result<()> {
     let dev = device()?;
-    let m = Mapping::new(PAGE, 0)?;
+    let m = Buf::with_flags(PAGE, 0)?;
     match OpenOptions::new().read(true).write(true).open(VDB) {
         Err(err) => ensure!(
             err.raw_os_error() == Some(libc::EACCES) || err.raw_os_error() == Some(libc::EROFS),
@@ -437,7 +434,7 @@ pub fn read_only_disk() -> Result<()> {
 pub fn device_error_eio() -> Result<()> {
     let dev = device()?;
     let f = open(NULLB_BAD, true, false)?;
-    let mut m = Mapping::new(8 * MIB, 0)?;
+    let mut m = Buf::with_flags(8 * MIB, 0)?;
     m.bytes().fill(1);
     // Sectors 2048-2055 (1 MiB) are bad; an I/O that touches them fails as a whole.
     for (off, len, what) in [
@@ -471,7 +468,7 @@ pub fn unmap_during_io() -> Result<()> {
     let off = 64 * MIB as u64;
     let (mut done, mut faulted) = (0, 0);
     for round in 0..40u8 {
-        let mut m = Mapping::new(len, 0)?;
+        let mut m = Buf::with_flags(len, 0)?;
         let data = pattern(round, len);
         m.bytes().copy_from_slice(&data);
         let (addr, fd) = (m.addr(), f.as_raw_fd());
@@ -550,7 +547,7 @@ pub fn fork_write_child_modifies() -> Result<()> {
     let off = 100 * MIB as u64;
     let mut bad = 0;
     for round in 0..FORK_ROUNDS {
-        let mut m = Mapping::new(PAGE, 0)?;
+        let mut m = Buf::with_flags(PAGE, 0)?;
         m.bytes().fill(0xaa);
         let (addr, fd) = (m.addr(), f.as_raw_fd());
         fork_during(
@@ -576,7 +573,7 @@ pub fn fork_child_writes_parent_modifies() -> Result<()> {
     let off = 101 * MIB as u64;
     let mut bad = 0;
     for round in 0..FORK_ROUNDS {
-        let mut m = Mapping::new(PAGE, 0)?;
+        let mut m = Buf::with_flags(PAGE, 0)?;
         m.bytes().fill(0xaa);
         pwrite_direct(NULLB, off, &[0u8; PAGE])?;
         let (addr, fd) = (m.addr(), f.as_raw_fd());
@@ -618,7 +615,7 @@ pub fn fork_read_parent_touches() -> Result<()> {
     pwrite_direct(NULLB, off, &[0x5au8; 512])?;
     let mut bad = 0;
     for round in 0..FORK_ROUNDS {
-        let mut m = Mapping::new(PAGE, 0)?;
+        let mut m = Buf::with_flags(PAGE, 0)?;
         m.bytes().fill(0);
         let (addr, fd) = (m.addr(), f.as_raw_fd());
         fork_during(
@@ -643,7 +640,7 @@ pub fn batch_mixed_with_one_bad() -> Result<()> {
     let fd = f.as_raw_fd();
     let len = 16 * KIB;
     let base = 120 * MIB as u64;
-    let mut m = Mapping::new(32 * len, 0)?;
+    let mut m = Buf::with_flags(32 * len, 0)?;
     // Regions the reads will read, written first.
     for i in 0..16 {
         pwrite_direct(

@@ -4,62 +4,10 @@
 
 use super::{device, expect_errno};
 use anyhow::{ensure, Context, Result};
-use pindio::{uapi, Device};
+use pindio::{uapi, Buf, Device};
 use std::{io, ptr};
 
 const PAGE: usize = 4096;
-
-/// An anonymous private mapping, unmapped on drop (unless already unmapped).
-pub struct Mapping {
-    addr: *mut u8,
-    len: usize,
-}
-
-impl Mapping {
-    pub fn new(len: usize, flags: libc::c_int) -> Result<Self> {
-        // SAFETY: A fresh anonymous mapping; no existing memory is affected.
-        let addr = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
-                -1,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error()).context("mmap");
-        }
-        Ok(Self {
-            addr: addr.cast(),
-            len,
-        })
-    }
-
-    pub fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: The mapping is readable and writable for `len` bytes while `self` lives.
-        unsafe { std::slice::from_raw_parts_mut(self.addr, self.len) }
-    }
-
-    pub fn addr(&self) -> usize {
-        self.addr as usize
-    }
-
-    pub fn unmap(&mut self) {
-        if self.len != 0 {
-            // SAFETY: Our own mapping, unmapped once (len is zeroed after).
-            unsafe { libc::munmap(self.addr.cast(), self.len) };
-            self.len = 0;
-        }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        self.unmap();
-    }
-}
 
 pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
@@ -74,7 +22,7 @@ fn read_all(dev: &Device, handle: u32, len: usize) -> Result<Vec<u8>> {
 
 pub fn read_pinned_matches() -> Result<()> {
     let dev = device()?;
-    let mut m = Mapping::new(4 * PAGE, 0)?;
+    let mut m = Buf::with_flags(4 * PAGE, 0)?;
     let data = pattern(7, 3 * PAGE + 10);
     m.bytes()[100..100 + data.len()].copy_from_slice(&data);
     let pin = dev.pin(m.addr() + 100, data.len() as u64, 0)?;
@@ -99,7 +47,7 @@ pub fn read_pinned_matches() -> Result<()> {
 /// cow.c: a R/O pin on an exclusive anonymous page stays the page the parent then writes.
 pub fn ro_pin_sees_parent_write() -> Result<()> {
     let dev = device()?;
-    let mut m = Mapping::new(PAGE, 0)?;
+    let mut m = Buf::with_flags(PAGE, 0)?;
     m.bytes().fill(1);
     let pin = dev.pin(m.addr(), PAGE as u64, 0)?;
     m.bytes().fill(2);
@@ -139,11 +87,11 @@ pub fn in_child(child: impl FnOnce() -> bool) -> Result<()> {
 /// A pinned page is the parent's: a child writing its copy must not change it.
 pub fn fork_child_write_not_seen() -> Result<()> {
     let dev = device()?;
-    let mut m = Mapping::new(2 * PAGE, 0)?;
+    let mut m = Buf::with_flags(2 * PAGE, 0)?;
     let data = pattern(3, 2 * PAGE);
     m.bytes().copy_from_slice(&data);
     let pin = dev.pin(m.addr(), data.len() as u64, 0)?;
-    let addr = m.addr;
+    let addr = m.addr() as *mut u8;
     in_child(|| {
         // SAFETY: The child's copy of the mapping, writable.
         unsafe { ptr::write_bytes(addr, 0xee, 2 * PAGE) };
@@ -161,7 +109,7 @@ pub fn fork_child_write_not_seen() -> Result<()> {
 
 pub fn survives_munmap() -> Result<()> {
     let dev = device()?;
-    let mut m = Mapping::new(3 * PAGE, 0)?;
+    let mut m = Buf::with_flags(3 * PAGE, 0)?;
     let data = pattern(9, 3 * PAGE);
     m.bytes().copy_from_slice(&data);
     let pin = dev.pin(m.addr(), data.len() as u64, 0)?;
@@ -180,7 +128,7 @@ pub fn released_at_close() -> Result<()> {
         let Ok(dev) = Device::open() else {
             return false;
         };
-        let Ok(mut m) = Mapping::new(8 * PAGE, 0) else {
+        let Ok(mut m) = Buf::with_flags(8 * PAGE, 0) else {
             return false;
         };
         m.bytes().fill(5);
@@ -190,7 +138,7 @@ pub fn released_at_close() -> Result<()> {
 
 pub fn iovec_odd_segments() -> Result<()> {
     let dev = device()?;
-    let mut m = Mapping::new(6 * PAGE, 0)?;
+    let mut m = Buf::with_flags(6 * PAGE, 0)?;
     let data = pattern(11, 6 * PAGE);
     m.bytes().copy_from_slice(&data);
     let segs = [
@@ -230,22 +178,23 @@ pub fn iovec_odd_segments() -> Result<()> {
 }
 
 /// Pins a 2 MiB buffer from `m` (write + longterm) and checks the kernel's view.
-fn pin_huge(mut m: Mapping) -> Result<()> {
+fn pin_huge(mut m: Buf) -> Result<()> {
     let dev = device()?;
-    let data = pattern(13, m.len);
+    let len = m.bytes().len();
+    let data = pattern(13, len);
     m.bytes().copy_from_slice(&data);
     let pin = dev.pin(
         m.addr(),
-        m.len as u64,
+        len as u64,
         uapi::PINDIO_PIN_WRITE | uapi::PINDIO_PIN_LONGTERM,
     )?;
     ensure!(
-        pin.nr_pages as usize == m.len / PAGE,
+        pin.nr_pages as usize == len / PAGE,
         "{} pages pinned",
         pin.nr_pages
     );
     ensure!(
-        read_all(&dev, pin.handle, m.len)? == data,
+        read_all(&dev, pin.handle, len)? == data,
         "pinned bytes differ"
     );
     dev.unpin(pin.handle)?;
@@ -254,13 +203,13 @@ fn pin_huge(mut m: Mapping) -> Result<()> {
 
 pub fn hugetlb() -> Result<()> {
     let _ = std::fs::write("/proc/sys/vm/nr_hugepages", "4");
-    pin_huge(Mapping::new(2 << 20, libc::MAP_HUGETLB).context("hugetlb mapping (nr_hugepages)")?)
+    pin_huge(Buf::with_flags(2 << 20, libc::MAP_HUGETLB).context("hugetlb mapping (nr_hugepages)")?)
 }
 
 pub fn thp() -> Result<()> {
     let _ = std::fs::write("/sys/kernel/mm/transparent_hugepage/enabled", "madvise");
     // 4 MiB so that an aligned 2 MiB lies inside; pin that part.
-    let mut big = Mapping::new(4 << 20, 0)?;
+    let mut big = Buf::with_flags(4 << 20, 0)?;
     let aligned = (big.addr() + (2 << 20) - 1) & !((2 << 20) - 1);
     // SAFETY: The aligned 2 MiB lies inside `big`.
     if unsafe { libc::madvise(aligned as *mut libc::c_void, 2 << 20, libc::MADV_HUGEPAGE) } != 0 {
@@ -283,10 +232,9 @@ pub fn thp() -> Result<()> {
         anon_huge >= 2048,
         "no transparent huge page was made (AnonHugePages {anon_huge} kB)"
     );
-    let inner = Mapping {
-        addr: aligned as *mut u8,
-        len: 2 << 20,
-    };
+    // SAFETY: The 2 MiB at `aligned` lie inside `big`, mapped read-write; only `inner` uses
+    // them from here on.
+    let inner = unsafe { Buf::from_raw(aligned, 2 << 20) };
     let res = pin_huge(inner);
     // `inner` was unmapped by its drop; `big` unmaps the rest (munmap of holes is fine).
     res
@@ -294,7 +242,7 @@ pub fn thp() -> Result<()> {
 
 pub fn bad_arguments() -> Result<()> {
     let dev = device()?;
-    let mut m = Mapping::new(PAGE, 0)?;
+    let mut m = Buf::with_flags(PAGE, 0)?;
     m.bytes().fill(1);
     expect_errno(dev.pin(0, PAGE as u64, 0), libc::EFAULT, "null address")?;
     expect_errno(
@@ -310,7 +258,7 @@ pub fn bad_arguments() -> Result<()> {
     expect_errno(dev.pin(m.addr(), 0, 0), libc::EINVAL, "zero length")?;
     expect_errno(dev.pin(m.addr(), 16, 1 << 7), libc::EINVAL, "unknown flag")?;
     let iov = [libc::iovec {
-        iov_base: m.addr as *mut libc::c_void,
+        iov_base: m.addr() as *mut libc::c_void,
         iov_len: 1,
     }; 4];
     expect_errno(
@@ -325,7 +273,7 @@ pub fn bad_arguments() -> Result<()> {
     )?;
     // Read-only memory cannot be pinned for the device to write.
     // SAFETY: Our own mapping.
-    unsafe { libc::mprotect(m.addr.cast(), PAGE, libc::PROT_READ) };
+    unsafe { libc::mprotect(m.addr() as *mut libc::c_void, PAGE, libc::PROT_READ) };
     expect_errno(
         dev.pin(m.addr(), 16, uapi::PINDIO_PIN_WRITE),
         libc::EFAULT,
@@ -377,7 +325,7 @@ pub fn bad_arguments() -> Result<()> {
 pub fn limits() -> Result<()> {
     let dev = device()?;
     let max_handles = uapi::PINDIO_MAX_PIN_HANDLES as usize;
-    let mut m = Mapping::new(PAGE, 0)?;
+    let mut m = Buf::with_flags(PAGE, 0)?;
     m.bytes().fill(1);
     let mut handles = Vec::new();
     for _ in 0..max_handles {
@@ -389,7 +337,7 @@ pub fn limits() -> Result<()> {
     }
     // One page over the page budget, refused before pinning.
     let max_pages = uapi::PINDIO_MAX_PINNED_PAGES as usize;
-    let big = Mapping::new((max_pages + 1) * PAGE, libc::MAP_NORESERVE)?;
+    let big = Buf::with_flags((max_pages + 1) * PAGE, libc::MAP_NORESERVE)?;
     expect_errno(
         dev.pin(big.addr(), ((max_pages + 1) * PAGE) as u64, 0),
         libc::ENOSPC,
@@ -409,7 +357,7 @@ pub fn limits() -> Result<()> {
 
 pub fn pin_bench() -> Result<()> {
     let dev = device()?;
-    let mut m = Mapping::new(256 * PAGE, 0)?;
+    let mut m = Buf::with_flags(256 * PAGE, 0)?;
     m.bytes().fill(3);
     let (get, put) = dev.pin_bench(m.addr(), (256 * PAGE) as u64, 16, 0)?;
     ensure!(get > 0 && put > 0, "get {get} ns, put {put} ns");
@@ -434,6 +382,6 @@ pub fn pin_bench() -> Result<()> {
     expect_errno(dev.pin_bench(0, len, 1, 0), libc::EFAULT, "unmapped")?;
     // A hole in the middle: whatever was pinned before it is released (checked by the balance).
     // SAFETY: Our own mapping.
-    unsafe { libc::munmap(m.addr.add(128 * PAGE).cast(), PAGE) };
+    unsafe { libc::munmap((m.addr() + 128 * PAGE) as *mut libc::c_void, PAGE) };
     expect_errno(dev.pin_bench(m.addr(), len, 16, 0), libc::EFAULT, "hole")
 }
