@@ -6,7 +6,8 @@
 #   make test     host tests + KUnit and user tests in QEMU; last line "N passed, N failed"
 #   make run      boot QEMU, load the module and show what it does with the CLI
 #   make shell    boot QEMU to an interactive shell with the module loaded
-#   make bench    boot QEMU and run the benchmarks (PINDIO_BENCH_MIB, default 512)
+#   make bench    boot the bench kernel (the test kernel without its debug options; cached) in
+#                 QEMU and run the benchmarks (PINDIO_BENCH_MIB, default 512)
 #   make kernel   build (or reuse) the cached test kernel only
 #   make setup    install what is missing (Debian packages, bindgen)
 #   make clippy   clippy over the module (through Kbuild) and the tools
@@ -45,7 +46,17 @@ CARGO_ENV := env -u RUSTC LIBCLANG_PATH=/usr/lib/llvm$(LLVM)/lib
 
 export PINDIO_KDIR_OVERRIDE := $(if $(OWN_KDIR),$(KDIR))
 
-.PHONY: all setup kernel module tools test run shell bench clippy fmt fmt-check clean host-test
+# The bench kernel and the modules built for it, from a copy of the sources in out/ (so the
+# objects of the test build stay). With KDIR given, benchmarks run on that kernel as it is.
+ifeq ($(OWN_KDIR),)
+BENCH_KDIR = $(shell PINDIO_FLAVOUR=bench $(SCRIPTS)/kernel --print-dir)
+BENCH_MOD := $(OUT)/bench-build
+else
+BENCH_KDIR = $(KDIR)
+BENCH_MOD := $(TOP)
+endif
+
+.PHONY: all setup kernel bench-module module tools test run shell bench clippy fmt fmt-check clean host-test
 
 all: module tools
 
@@ -78,8 +89,19 @@ run: all
 shell: all
 	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/qemu shell
 
-bench: all
-	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/qemu bench
+bench: bench-module tools
+	@KDIR=$(BENCH_KDIR) MOD_DIR=$(BENCH_MOD) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/qemu bench
+
+bench-module: setup
+ifeq ($(OWN_KDIR),)
+	@PINDIO_FLAVOUR=bench $(SCRIPTS)/kernel >/dev/null
+	mkdir -p $(BENCH_MOD)
+	git ls-files -z --cached --others --exclude-standard Kbuild src rust-bindings kunit-tests \
+		include | xargs -0 cp -p --parents -u -t $(BENCH_MOD)
+	$(MAKE) -C $(BENCH_KDIR) M=$(BENCH_MOD) $(KBUILD_VARS) modules
+else
+	$(MAKE) module
+endif
 
 clippy: kernel
 	touch src/pindio.rs kunit-tests/pindio_kunit.rs

@@ -26,7 +26,7 @@ pub(crate) fn find_devices() {
 #[kunit_tests(pindio_dio)]
 mod tests {
     use crate::abi::DioRequest;
-    use crate::dio::{self, Dio, DioCtx, Target};
+    use crate::dio::{self, Dio, DioCtx, Lent, Spare, Target};
     use crate::ffi::helpers::{BLK_OPEN_READ, BLK_OPEN_WRITE};
     use crate::plan::{BioPlanner, DevLimits};
     use crate::user_mem::{self, pattern};
@@ -34,6 +34,7 @@ mod tests {
     use kernel::{
         bindings,
         fs::LocalFile,
+        new_spinlock,
         page::PAGE_SIZE,
         prelude::*,
         sync::{aref::ARef, atomic::Relaxed},
@@ -136,21 +137,32 @@ mod tests {
         Ok(unsafe { ARef::from_raw(f.cast()) })
     }
 
-    /// One direct I/O of `len` bytes at `pos` of `target` with the test's user memory `buf`.
+    /// One direct I/O of `len` bytes at `pos` of `target` with the test's user memory `buf`,
+    /// borrowing the memory of `spare` if given.
     fn dio(
         write: bool,
         target: Target,
         pos: u64,
         buf: kernel::uaccess::UserPtr,
         len: usize,
+        spare: Option<&Spare>,
     ) -> Result<usize> {
         let req = DioRequest {
             write,
             fua: false,
             iovec: None,
         };
+        let mut lent = spare.map(Lent::from);
         stack_pin_init!(let ctx = DioCtx::new());
-        let mut io = Dio::prepare(req, target, pos, buf, len.try_into()?, ctx.as_ref())?;
+        let mut io = Dio::prepare(
+            req,
+            target,
+            pos,
+            buf,
+            len.try_into()?,
+            ctx.as_ref(),
+            lent.as_mut(),
+        )?;
         dio::plugged(|| io.submit());
         io.finish()
     }
@@ -160,14 +172,19 @@ mod tests {
         // The guest makes /dev/nullb0 (memory-backed) before loading this suite.
         let file = open_bdev(super::NULLB0.load(Relaxed))
             .inspect_err(|e| pr_err!("open /dev/nullb0: {e:?}\n"))?;
+        // 18 pages: more than the context's own vectors, so the write borrows a file's spare
+        // memory (which it gives back) and the read allocates its slots and bio.
         let len = 64 * 1024 + 4096;
         let buf = user_mem::map(len + PAGE_SIZE)?.wrapping_byte_add(512);
         user_mem::fill(buf, len)?;
         let pos = 200 << 20;
         let target =
             Target::from_file(file.clone(), true).inspect_err(|e| pr_err!("target: {e:?}\n"))?;
-        let n = dio(true, target, pos, buf, len).inspect_err(|e| pr_err!("write: {e:?}\n"))?;
+        stack_pin_init!(let spare = new_spinlock!(None));
+        let n = dio(true, target, pos, buf, len, Some(&spare))
+            .inspect_err(|e| pr_err!("write: {e:?}\n"))?;
         assert_eq!(n, len);
+        assert!(spare.lock().is_some());
         user_mem::put(buf, &KVec::from_elem(0u8, len, GFP_KERNEL)?)?;
         let n = dio(
             false,
@@ -175,12 +192,20 @@ mod tests {
             pos,
             buf,
             len,
+            None,
         )?;
         assert_eq!(n, len);
         let back = user_mem::get(buf, len)?;
         assert!(back.iter().enumerate().all(|(i, &b)| b == pattern(i)));
         // Misaligned: refused before anything is pinned.
-        let misaligned = dio(false, Target::from_file(file, false)?, pos + 100, buf, len);
+        let misaligned = dio(
+            false,
+            Target::from_file(file, false)?,
+            pos + 100,
+            buf,
+            len,
+            None,
+        );
         assert_eq!(misaligned.err(), Some(EINVAL));
         Ok(())
     }

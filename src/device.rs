@@ -6,7 +6,7 @@
 //! back once (see [`crate::uarg`]).
 
 use crate::abi::{self, Command};
-use crate::dio::{self, Dio, DioCtx, DioCtxs, Target};
+use crate::dio::{self, Dio, DioCtx, DioCtxs, Lent, Target};
 use crate::pins::{self, Pins};
 use crate::uapi::{
     pindio_dio, pindio_dio_batch, pindio_pin, pindio_pin_bench, pindio_read_pinned, pindio_unpin,
@@ -17,7 +17,7 @@ use core::mem::{offset_of, size_of};
 use kernel::{
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceRegistration},
-    new_mutex,
+    new_mutex, new_spinlock,
     prelude::*,
     sync::Mutex,
     uaccess::{UserPtr, UserSlice},
@@ -30,6 +30,9 @@ pub(crate) struct PindioFile {
     /// Pins this file holds; closing the file drops them all.
     #[pin]
     pins: Mutex<Pins>,
+    /// Memory a large direct I/O borrows instead of allocating it each time.
+    #[pin]
+    spare: dio::Spare,
 }
 
 #[vtable]
@@ -40,6 +43,7 @@ impl MiscDevice for PindioFile {
         KBox::try_pin_init(
             try_pin_init!(PindioFile {
                 pins <- new_mutex!(Pins::new()),
+                spare <- new_spinlock!(None),
             }),
             GFP_KERNEL,
         )
@@ -53,7 +57,7 @@ impl MiscDevice for PindioFile {
             Command::ReadPinned => me.read_pinned(arg),
             Command::Unpin => me.unpin(arg),
             Command::PinBench => me.pin_bench(arg),
-            Command::Dio => dio_one(arg),
+            Command::Dio => dio_one(&me.spare, arg),
             Command::DioBatch => dio_batch(arg),
         }
     }
@@ -125,18 +129,26 @@ impl PindioFile {
     }
 }
 
-/// Checks, pins and prepares the direct I/O `v` describes, completing into `ctx`.
-fn dio_prepare<'c>(v: &pindio_dio, ctx: Pin<&'c DioCtx>) -> Result<Dio<'c>> {
+/// Checks, pins and prepares the direct I/O `v` describes, completing into `ctx`, with the
+/// memory of `lent` if given.
+fn dio_prepare<'c>(
+    v: &pindio_dio,
+    ctx: Pin<&'c DioCtx>,
+    lent: Option<&'c mut Lent<'_>>,
+) -> Result<Dio<'c>> {
     let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
     let target = Target::from_fd(v.fd, req.write)?;
-    Dio::prepare(req, target, v.offset, user_ptr(v.buf)?, v.len, ctx)
+    Dio::prepare(req, target, v.offset, user_ptr(v.buf)?, v.len, ctx, lent)
 }
 
-/// `PINDIO_IOC_DIO`: one direct I/O, waited for; returns the bytes transferred.
-fn dio_one(arg: UserPtr) -> Result<isize> {
+/// `PINDIO_IOC_DIO`: one direct I/O, waited for; returns the bytes transferred. An I/O of up to
+/// `BIO_MAX_VECS` pages borrows the file's spare memory.
+fn dio_one(spare: &dio::Spare, arg: UserPtr) -> Result<isize> {
     let arg = ExtArg::<pindio_dio>::read(arg)?;
+    // Declared before the context and the I/O: given back after both are gone.
+    let mut lent = Lent::from(spare);
     stack_pin_init!(let ctx = DioCtx::new());
-    let mut io = dio_prepare(&arg.val, ctx.as_ref())?;
+    let mut io = dio_prepare(&arg.val, ctx.as_ref(), Some(&mut lent))?;
     // The bios go out together when the plug ends (measured no slower for a single bio).
     dio::plugged(|| io.submit());
     // The bytes are the ioctl's value; the struct is not written back (see the uapi header).
@@ -160,7 +172,7 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
             if usize::try_from(a.val.size).ok() != Some(stride) {
                 return Err(EINVAL);
             }
-            dio_prepare(&a.val, ctx)
+            dio_prepare(&a.val, ctx, None)
         });
         ios.push(io, GFP_KERNEL)?;
     }

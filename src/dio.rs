@@ -28,11 +28,12 @@ use kernel::{
     sync::{
         aref::ARef,
         atomic::{Atomic, Full, Relaxed, Release},
-        Completion,
+        Completion, SpinLock,
     },
     types::Opaque,
     uaccess::UserPtr,
 };
+use pin_init::Zeroable;
 
 /// A block device the caller opened itself, as the target of a direct I/O.
 ///
@@ -103,21 +104,81 @@ impl Target {
 /// Vectors of the bio a [`DioCtx`] carries inline: 64 KiB at any page offset spans 17 pages.
 pub(crate) const INLINE_VECS: usize = 17;
 
+/// Vectors of one bio at most (`BIO_MAX_VECS`), and so pages of a [`BigBuf`].
+pub(crate) const BIG_VECS: usize = bindings::BIO_MAX_VECS as usize;
+
+/// The memory a direct I/O of up to [`BIG_VECS`] pages needs beyond its context: slots for the
+/// pins and the vectors of its one bio (as `__blkdev_direct_IO_simple` allocates its vectors,
+/// with the pages pinned into their tail). An open file keeps one for reuse ([`Spare`]), so that
+/// a large I/O allocates nothing either, once the file has one.
+///
+/// Between I/Os the slots and vectors hold stale values that nothing reads.
+#[derive(Zeroable)]
+pub(crate) struct BigBuf {
+    pages: [*mut bindings::page; BIG_VECS],
+    vecs: Opaque<[bindings::bio_vec; BIG_VECS]>,
+}
+
+// SAFETY: A `BigBuf` owns nothing its pointers point to (the I/O using it owns the pins), so it
+// may be handed from thread to thread between I/Os.
+unsafe impl Send for BigBuf {}
+
+/// The spare [`BigBuf`] of an open file: lent to one I/O at a time.
+pub(crate) type Spare = SpinLock<Option<KBox<BigBuf>>>;
+
+/// A [`BigBuf`] lent to one I/O: the file's spare, or a new one when another I/O has it. Dropped,
+/// it goes back to the file unless the file has one again (then it is freed).
+pub(crate) struct Lent<'f> {
+    spare: &'f Spare,
+    buf: Option<KBox<BigBuf>>,
+}
+
+impl<'f> Lent<'f> {
+    /// Lends the file's spare, if it has one; [`Lent::get`] allocates otherwise.
+    pub(crate) fn from(spare: &'f Spare) -> Self {
+        let buf = spare.lock().take();
+        Self { spare, buf }
+    }
+
+    /// The buffer, allocated (zeroed) on first use.
+    fn get(&mut self) -> Result<&mut BigBuf> {
+        if self.buf.is_none() {
+            self.buf = Some(KBox::zeroed(GFP_KERNEL)?);
+        }
+        self.buf.as_deref_mut().ok_or(ENOMEM)
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        let Some(buf) = self.buf.take() else {
+            return;
+        };
+        let mut spare = self.spare.lock();
+        if spare.is_none() {
+            *spare = Some(buf);
+        }
+        // Otherwise `buf` is freed here, after the guard (declared later, dropped first).
+    }
+}
+
 /// What became of the inline bio of a [`DioCtx`].
 const INLINE_FREE: i32 = 0;
 const INLINE_OPEN: i32 = 1;
 const INLINE_SUBMITTED: i32 = 2;
 
 /// The completion accounting of one direct I/O: the bios in flight and the first error, and a
-/// bio with [`INLINE_VECS`] vectors for an I/O that fits in one, so that a small I/O allocates
-/// no bio (as `__blkdev_direct_IO_simple` keeps its bio on the stack).
+/// bio for an I/O that fits in one, so that it allocates no bio (as `__blkdev_direct_IO_simple`
+/// keeps its bio on the stack): over the context's own [`INLINE_VECS`] vectors, or over the
+/// vectors of a [`BigBuf`] the I/O holds.
 ///
 /// # Invariants
 ///
 /// `pending` counts the submitted bios that have not completed, plus one while the submitter
 /// may still submit; `done` is completed when it drops to zero. `status` is 0 or the first
 /// negative errno of a bio. `inline` says whether `bio` is unused ([`INLINE_FREE`]: not
-/// initialised), being filled, or submitted (initialised by `bio_init` over `vecs`).
+/// initialised), being filled, or submitted (initialised by `bio_init` over `vecs`, or over
+/// vectors that outlive every wait of the context).
 #[pin_data]
 pub(crate) struct DioCtx {
     #[pin]
@@ -240,15 +301,17 @@ unsafe extern "C" fn end_io_inline(bio: *mut bindings::bio) {
 }
 
 /// Slots for the pages of one batch: inline for small ones (up to 64 KiB at any page offset),
-/// allocated for larger ones.
-pub(crate) enum Slots {
+/// those of a lent [`BigBuf`] up to [`BIG_VECS`], allocated for larger ones.
+pub(crate) enum Slots<'c> {
     /// Up to [`INLINE_VECS`] pages, inline.
     Stack(StackSlots<INLINE_VECS>),
+    /// Up to [`BIG_VECS`] pages, in a lent [`BigBuf`].
+    Lent(&'c mut [*mut bindings::page; BIG_VECS]),
     /// More pages.
     Heap(HeapSlots),
 }
 
-impl Slots {
+impl Slots<'_> {
     /// Slots for `pages` pages: no allocation up to [`INLINE_VECS`].
     fn new(pages: usize) -> Result<Self> {
         if pages <= INLINE_VECS {
@@ -259,10 +322,11 @@ impl Slots {
     }
 }
 
-impl PageSlots for Slots {
+impl PageSlots for Slots<'_> {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         match self {
             Self::Stack(s) => s.slots(),
+            Self::Lent(l) => &mut l[..],
             Self::Heap(h) => h.slots(),
         }
     }
@@ -270,12 +334,12 @@ impl PageSlots for Slots {
 
 /// The pinned memory of a direct I/O: one batch for a single buffer (nothing allocated for it),
 /// more for an iovec whose segments do not join on page boundaries.
-struct PinnedMem {
-    first: Option<PinnedBatch<Slots>>,
-    more: KVec<PinnedBatch<Slots>>,
+struct PinnedMem<'c> {
+    first: Option<PinnedBatch<Slots<'c>>>,
+    more: KVec<PinnedBatch<Slots<'c>>>,
 }
 
-impl PinnedMem {
+impl<'c> PinnedMem<'c> {
     /// Nothing pinned.
     fn empty() -> Self {
         Self {
@@ -284,13 +348,20 @@ impl PinnedMem {
         }
     }
 
-    /// Pins all of `src`; on error, what was pinned is released (dropped).
-    fn pin_all(src: &mut UserPages) -> Result<Self> {
+    /// Pins all of `src`, the first batch into `lent` if given; on error, what was pinned is
+    /// released (dropped).
+    fn pin_all(
+        src: &mut UserPages,
+        mut lent: Option<&'c mut [*mut bindings::page; BIG_VECS]>,
+    ) -> Result<Self> {
         let mut mem = Self::empty();
         while src.remaining() > 0 {
             // A batch takes the pages of the current segment, and of the next ones while they
             // join on page boundaries and slots remain.
-            let slots = Slots::new(src.next_segment_pages().max(1))?;
+            let slots = match lent.take() {
+                Some(l) => Slots::Lent(l),
+                None => Slots::new(src.next_segment_pages().max(1))?,
+            };
             let mut batch = src.empty_batch(slots);
             while src.extend(&mut batch, usize::MAX)? > 0 {}
             if batch.len() == 0 {
@@ -306,7 +377,7 @@ impl PinnedMem {
     }
 
     /// The batches, in order.
-    fn batches(&mut self) -> impl Iterator<Item = &mut PinnedBatch<Slots>> {
+    fn batches(&mut self) -> impl Iterator<Item = &mut PinnedBatch<Slots<'c>>> {
         Iterator::chain(self.first.iter_mut(), self.more.iter_mut())
     }
 }
@@ -327,14 +398,18 @@ pub(crate) struct Dio<'c> {
     len: usize,
     submitted: Result,
     waited: bool,
-    mem: PinnedMem,
+    mem: PinnedMem<'c>,
+    /// The vectors of a lent [`BigBuf`], for the context's bio when the I/O fits in it.
+    big_vecs: Option<&'c Opaque<[bindings::bio_vec; BIG_VECS]>>,
 }
 
 impl<'c> Dio<'c> {
     /// Checks `req` at device offset `pos` of `target` with memory at `buf`
     /// (`len` bytes, or `len` iovec segments), keeps the page cache coherent for it, and pins the
     /// memory; its bios will complete into `ctx`, which must be fresh ([`DioCtx::new`]).
-    /// Nothing is pinned unless every check passed.
+    /// Nothing is pinned unless every check passed. A single buffer of more than
+    /// [`INLINE_VECS`] and at most [`BIG_VECS`] pages uses the buffer of `lent`, if given, for
+    /// its pins and its one bio.
     pub(crate) fn prepare(
         req: DioRequest,
         target: Target,
@@ -342,6 +417,7 @@ impl<'c> Dio<'c> {
         buf: UserPtr,
         len: u64,
         ctx: Pin<&'c DioCtx>,
+        lent: Option<&'c mut Lent<'_>>,
     ) -> Result<Self> {
         // A read from the device writes the memory.
         let dir = if req.write {
@@ -363,7 +439,15 @@ impl<'c> Dio<'c> {
             return Err(EINVAL);
         }
         coherent_before(&target, req.write, pos, bytes)?;
-        let mem = PinnedMem::pin_all(&mut src)?;
+        let span = src.next_segment_pages();
+        let (pages, big_vecs) = match lent {
+            Some(lent) if req.iovec.is_none() && span > INLINE_VECS && span <= BIG_VECS => {
+                let BigBuf { pages, vecs } = lent.get()?;
+                (Some(pages), Some(&*vecs))
+            }
+            _ => (None, None),
+        };
+        let mem = PinnedMem::pin_all(&mut src, pages)?;
         // INVARIANT: no bio yet.
         Ok(Self {
             target,
@@ -375,6 +459,7 @@ impl<'c> Dio<'c> {
             submitted: Ok(()),
             waited: false,
             mem,
+            big_vecs,
         })
     }
 
@@ -401,17 +486,26 @@ impl<'c> Dio<'c> {
         let mut bio = OpenBio::none();
         let mut sector = self.pos >> bindings::SECTOR_SHIFT;
         let mut pieces_left: usize = self.mem.batches().map(|b| b.nr_pages()).sum();
-        // Everything in one bio: the context's own, allocated from nothing.
-        let inline = pieces_left <= INLINE_VECS;
+        // Everything in one bio: the context's own, allocated from nothing, over its own
+        // vectors or those of the lent buffer.
+        let inline = if pieces_left <= INLINE_VECS {
+            Some((ctx.vecs.get().cast(), INLINE_VECS))
+        } else {
+            self.big_vecs
+                .filter(|_| pieces_left <= BIG_VECS)
+                .map(|v| (v.get().cast(), BIG_VECS))
+        };
         let target = &self.target;
         for batch in self.mem.batches() {
             for (page, mut off, mut len) in batch.segments() {
                 pieces_left = pieces_left.saturating_sub(1);
                 while len > 0 {
                     if bio.bio.is_null() {
-                        let vecs = if inline {
-                            bio = OpenBio::inline(target, opf, sector, ctx)?;
-                            INLINE_VECS
+                        let vecs = if let Some((vecs, n)) = inline {
+                            // SAFETY: `vecs` are the context's or the lent buffer's, `n` of
+                            // them, both borrowed for `'c`, past every wait of the context.
+                            bio = unsafe { OpenBio::inline(target, opf, sector, ctx, vecs, n) }?;
+                            n
                         } else {
                             let vecs = (pieces_left + 1).min(bindings::BIO_MAX_VECS as usize);
                             bio = OpenBio::alloc(target, vecs, opf, sector, ctx)?;
@@ -540,23 +634,30 @@ impl<'c> OpenBio<'c> {
         Ok(Self { bio, ctx: None })
     }
 
-    /// The inline bio of `ctx` (at most once per context), for `target` at `sector`.
-    fn inline(target: &Target, opf: u32, sector: u64, ctx: Pin<&'c DioCtx>) -> Result<Self> {
+    /// The inline bio of `ctx` (at most once per context) over `n` vectors at `vecs`, for
+    /// `target` at `sector`.
+    ///
+    /// # Safety
+    ///
+    /// `vecs` is valid for `n` vectors, which nothing else uses until the context's bios were
+    /// waited for ([`DioCtx::wait`]).
+    unsafe fn inline(
+        target: &Target,
+        opf: u32,
+        sector: u64,
+        ctx: Pin<&'c DioCtx>,
+        vecs: *mut bindings::bio_vec,
+        n: usize,
+    ) -> Result<Self> {
+        let n = u16::try_from(n)?;
         if ctx.inline.cmpxchg(INLINE_FREE, INLINE_OPEN, Full).is_err() {
             return Err(EBUSY);
         }
         let bio = ctx.bio.get();
-        // SAFETY: The inline bio and its vectors are ours (claimed above) and live as long as
-        // `ctx`; `bdev` is valid (type invariant of `Target`).
-        unsafe {
-            bindings::bio_init(
-                bio,
-                target.bdev,
-                ctx.vecs.get().cast(),
-                INLINE_VECS as u16,
-                opf,
-            )
-        };
+        // SAFETY: The inline bio is ours (claimed above) and lives as long as `ctx`; the
+        // vectors are valid and ours by the function's safety requirements; `bdev` is valid
+        // (type invariant of `Target`).
+        unsafe { bindings::bio_init(bio, target.bdev, vecs, n, opf) };
         // SAFETY: As above.
         unsafe { Self::setup(bio, sector, end_io_inline, ctx) };
         // INVARIANT: the inline bio of `ctx`, initialised, not submitted.

@@ -4,9 +4,11 @@
 //! device, in the same boot: pread/pwrite(O_DIRECT) for synchronous I/O, io_uring for batches.
 //!
 //! Each measurement runs for a fixed time and counts operations; the rounds alternate which path
-//! goes first, and the best round of each is compared. Only the ratios mean anything under TCG.
+//! goes first. Two ratios are reported: of the best round of each path, and the median of the
+//! rounds' paired ratios (each round's two runs are back to back, so slow drift of the host
+//! cancels out). Only the ratios mean anything under TCG.
 
-use crate::{dio_req, open_blockdev, Buf, Device, DioMem};
+use crate::{dio_req, median, open_blockdev, Buf, Device, DioMem};
 use anyhow::{ensure, Context, Result};
 use io_uring::{opcode, types, IoUring};
 use std::{
@@ -68,32 +70,49 @@ fn rate(secs: f64, n: u64, mut op: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(ops as f64 / start.elapsed().as_secs_f64())
 }
 
-/// The best of `rounds` rounds of each path, alternating which runs first.
+/// The rates of both paths over some rounds.
+struct Compared {
+    /// The best round of each path.
+    best: (f64, f64),
+    /// The median over the rounds of ours / theirs.
+    paired: f64,
+}
+
+/// Runs `rounds` rounds of each path, alternating which runs first.
 fn compare(
     rounds: u32,
     mut ours: impl FnMut() -> Result<f64>,
     mut theirs: impl FnMut() -> Result<f64>,
-) -> Result<(f64, f64)> {
+) -> Result<Compared> {
     let (mut a, mut b) = (0f64, 0f64);
+    let mut ratios = Vec::new();
     for r in 0..rounds {
-        if r % 2 == 0 {
-            a = a.max(ours()?);
-            b = b.max(theirs()?);
+        let (x, y) = if r % 2 == 0 {
+            let x = ours()?;
+            (x, theirs()?)
         } else {
-            b = b.max(theirs()?);
-            a = a.max(ours()?);
-        }
+            let y = theirs()?;
+            (ours()?, y)
+        };
+        a = a.max(x);
+        b = b.max(y);
+        ratios.push(x / y.max(f64::MIN_POSITIVE));
     }
-    Ok((a, b))
+    Ok(Compared {
+        best: (a, b),
+        paired: median(&mut ratios),
+    })
 }
 
-/// One line of results: what, our rate, theirs, the ratio.
-fn report(what: &str, unit: &str, scale: f64, (ours, theirs): (f64, f64), kernel: &str) {
+/// One line of results: what, our best rate, theirs, the ratio of the two, the median ratio.
+fn report(what: &str, unit: &str, scale: f64, c: Compared, kernel: &str) {
+    let (ours, theirs) = c.best;
     println!(
-        "{what:<34} {:>12.0} {:>12.0} {unit:<6} {:>7.3}   (kernel path: {kernel})",
+        "{what:<34} {:>12.0} {:>12.0} {unit:<6} {:>7.3} {:>7.3}   (kernel path: {kernel})",
         ours / scale,
         theirs / scale,
-        ours / theirs.max(f64::MIN_POSITIVE)
+        ours / theirs.max(f64::MIN_POSITIVE),
+        c.paired
     );
 }
 
@@ -108,12 +127,13 @@ pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32) -> Result<()> {
     let mut buf = Buf::new(QD * 4096 + (1 << 20))?;
     let addr = buf.addr();
     println!(
-        "direct-I/O benchmark on {path} ({} MiB), best of {rounds} rounds of {secs} s each",
+        "direct-I/O benchmark on {path} ({} MiB), {rounds} rounds of {secs} s each \
+         (rates: the best round; ratio: of the best rounds; median: of the rounds' ratios)",
         size >> 20
     );
     println!(
-        "{:<34} {:>12} {:>12} {:<6} {:>7}",
-        "", "pindio", "kernel", "unit", "ratio"
+        "{:<34} {:>12} {:>12} {:<6} {:>7} {:>7}",
+        "", "pindio", "kernel", "unit", "ratio", "median"
     );
 
     // 4 KiB random reads, one at a time.

@@ -117,6 +117,16 @@ pub enum DioMem<'a> {
     Iovec(&'a [libc::iovec]),
 }
 
+/// The median of `v` (the mean of the middle two for an even count); NaN if `v` is empty.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// A `struct pindio_dio` for `fd`: a read (or a write) at device `offset` of `mem`.
 pub fn dio_req(fd: i32, write: bool, offset: u64, mem: DioMem<'_>) -> uapi::pindio_dio {
     let mut dio = uapi::pindio_dio::sized();
@@ -460,6 +470,13 @@ pub fn feature_words(features: u64) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn median_odd_even_empty() {
+        assert_eq!(super::median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(super::median(&mut []).is_nan());
+    }
+
     use super::*;
 
     #[test]

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use pindio::{dio_bench, dio_req, gup_test, open_blockdev, uapi, Buf, Device, DioMem};
+use pindio::{dio_bench, dio_req, gup_test, median, open_blockdev, uapi, Buf, Device, DioMem};
 use std::{
     fs::File,
     os::fd::AsRawFd,
@@ -404,45 +404,55 @@ fn bench_pin(
     let buf = buffer(len, thp)?;
     let addr = buf.addr();
     println!(
-        "pin benchmark: {mib} MiB of {} pages, best of {rounds} rounds (order alternating), \
-         read-only pins (times in us)",
+        "pin benchmark: {mib} MiB of {} pages, {rounds} rounds (order alternating), \
+         read-only pins (times in us: the best round; ratio: of the best rounds; median: of the \
+         rounds' ratios)",
         if thp { "huge" } else { "small (4 KiB)" }
     );
     println!(
-        "{:>14} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "{:>10} {:>11} {:>12} {:>11} {:>12} {:>9} {:>10} {:>9} {:>10}",
         "pages/call",
         "pindio get",
         "gup_test get",
         "pindio put",
         "gup_test put",
         "get ratio",
-        "put ratio"
+        "get median",
+        "put ratio",
+        "put median"
     );
     for &ppc in pages_per_call {
         let (mut ours, mut theirs) = ((u64::MAX, u64::MAX), (u64::MAX, u64::MAX));
+        let (mut get_ratios, mut put_ratios) = (Vec::new(), Vec::new());
         // Alternate which goes first, so neither always runs on a cache the other warmed.
         for round in 0..rounds {
+            let (mut a, mut b) = ((0, 0), (0, 0));
             for first in [round % 2 == 0, round % 2 == 1] {
                 if first {
                     let (g, p) = dev
                         .pin_bench(addr, len as u64, ppc, 0)
                         .context("PINDIO_IOC_PIN_BENCH")?;
-                    ours = (ours.0.min(g / 1000), ours.1.min(p / 1000));
+                    a = (g / 1000, p / 1000);
                 } else {
-                    let (g, p) = gup_test::pin_fast_benchmark(addr, len as u64, ppc, 0)
+                    b = gup_test::pin_fast_benchmark(addr, len as u64, ppc, 0)
                         .context("gup_test PIN_FAST_BENCHMARK (is debugfs mounted?)")?;
-                    theirs = (theirs.0.min(g), theirs.1.min(p));
                 }
             }
+            ours = (ours.0.min(a.0), ours.1.min(a.1));
+            theirs = (theirs.0.min(b.0), theirs.1.min(b.1));
+            get_ratios.push(a.0 as f64 / b.0.max(1) as f64);
+            put_ratios.push(a.1 as f64 / b.1.max(1) as f64);
         }
         println!(
-            "{ppc:>14} {:>12} {:>12} {:>12} {:>12} {:>10.3} {:>10.3}",
+            "{ppc:>10} {:>11} {:>12} {:>11} {:>12} {:>9.3} {:>10.3} {:>9.3} {:>10.3}",
             ours.0,
             theirs.0,
             ours.1,
             theirs.1,
             ours.0 as f64 / theirs.0.max(1) as f64,
-            ours.1 as f64 / theirs.1.max(1) as f64
+            median(&mut get_ratios),
+            ours.1 as f64 / theirs.1.max(1) as f64,
+            median(&mut put_ratios),
         );
     }
     Ok(())
