@@ -130,14 +130,24 @@ impl PindioFile {
 }
 
 /// Checks, pins and prepares the direct I/O `v` describes, completing into `ctx`, with the
-/// memory of `lent` if given.
+/// memory of `lent` if given. `last` is the target of the previous request of a batch: a
+/// request on the same fd, in the same direction, uses it again instead of looking the fd up.
 fn dio_prepare<'c>(
     v: &pindio_dio,
     ctx: Pin<&'c DioCtx>,
     lent: Option<&'c mut Lent<'_>>,
+    last: Option<&mut Option<(i32, Target)>>,
 ) -> Result<Dio<'c>> {
     let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
-    let target = Target::from_fd(v.fd, req.write)?;
+    let target = match last {
+        Some(Some((fd, t))) if *fd == v.fd && t.write() == req.write => t.clone(),
+        Some(last) => {
+            let t = Target::from_fd(v.fd, req.write)?;
+            *last = Some((v.fd, t.clone()));
+            t
+        }
+        None => Target::from_fd(v.fd, req.write)?,
+    };
     Dio::prepare(req, target, v.offset, user_ptr(v.buf)?, v.len, ctx, lent)
 }
 
@@ -148,7 +158,7 @@ fn dio_one(spare: &dio::Spare, arg: UserPtr) -> Result<isize> {
     // Declared before the context and the I/O: given back after both are gone.
     let mut lent = Lent::from(spare);
     stack_pin_init!(let ctx = DioCtx::new());
-    let mut io = dio_prepare(&arg.val, ctx.as_ref(), Some(&mut lent))?;
+    let mut io = dio_prepare(&arg.val, ctx.as_ref(), Some(&mut lent), None)?;
     // The bios go out together when the plug ends (measured no slower for a single bio).
     dio::plugged(|| io.submit());
     // The bytes are the ioctl's value; the struct is not written back (see the uapi header).
@@ -166,13 +176,14 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
     // all in one allocation.
     let ctxs = DioCtxs::new(nr)?;
     let mut ios = KVec::with_capacity(nr, GFP_KERNEL)?;
+    let mut last = None;
     for (i, ctx) in ctxs.iter().enumerate() {
         let io = ExtArg::<pindio_dio>::read(entry(i)).and_then(|a| {
             // Each entry's own size must be the stride.
             if usize::try_from(a.val.size).ok() != Some(stride) {
                 return Err(EINVAL);
             }
-            dio_prepare(&a.val, ctx, None)
+            dio_prepare(&a.val, ctx, None, Some(&mut last))
         });
         ios.push(io, GFP_KERNEL)?;
     }

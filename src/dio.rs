@@ -40,11 +40,13 @@ use pin_init::Zeroable;
 /// # Invariants
 ///
 /// `bdev` is the block device of `file` (`file_bdev()`), which stays valid while the file
-/// reference is held.
+/// reference is held. `write` says whether it was checked for writing (else for reading).
+#[derive(Clone)]
 pub(crate) struct Target {
     file: ARef<LocalFile>,
     bdev: *mut bindings::block_device,
     limits: DevLimits,
+    write: bool,
 }
 
 impl Target {
@@ -90,8 +92,18 @@ impl Target {
                 dev_bytes: helpers::pindio_bdev_nr_bytes(bdev).try_into()?,
             }
         };
-        // INVARIANT: `bdev` is the block device of `file`, held here.
-        Ok(Self { file, bdev, limits })
+        // INVARIANT: `bdev` is the block device of `file`, held here, checked for `write`.
+        Ok(Self {
+            file,
+            bdev,
+            limits,
+            write,
+        })
+    }
+
+    /// Whether it was checked for a write (else for a read).
+    pub(crate) fn write(&self) -> bool {
+        self.write
     }
 
     /// The page cache of the block device.
@@ -667,18 +679,26 @@ impl<'c> OpenBio<'c> {
         })
     }
 
-    /// Adds `len` bytes at `off` of `page`.
+    /// Adds `len` bytes at `off` of `page` as a vector of its own (`__bio_add_page`: the planner
+    /// placed it, so no merge with the previous vector is tried); `EINVAL` if the bio has no
+    /// room for it.
     fn add(&mut self, page: *mut bindings::page, len: usize, off: usize) -> Result {
         if self.bio.is_null() {
             return Err(EINVAL);
         }
         let len32 = u32::try_from(len)?;
-        // SAFETY: `self.bio` is an open bio (type invariant); the page is pinned by the request
-        // until every bio completed, and `off + len` is within it.
-        let added = unsafe { bindings::bio_add_page(self.bio, page, len32, off.try_into()?) };
-        if usize::try_from(added).ok() != Some(len) {
+        let off32 = u32::try_from(off)?;
+        // SAFETY: `self.bio` is an open bio (type invariant), ours alone until submitted.
+        let full = unsafe {
+            let bio = &*self.bio;
+            bio.bi_vcnt >= bio.bi_max_vecs || bio.bi_iter.bi_size > u32::MAX - len32
+        };
+        if full {
             return Err(EINVAL);
         }
+        // SAFETY: An open bio with room for one more vector of `len` bytes (checked above); the
+        // page is pinned by the request until every bio completed, and `off + len` is within it.
+        unsafe { bindings::__bio_add_page(self.bio, page, len32, off32) };
         Ok(())
     }
 

@@ -2,9 +2,10 @@
 
 //! Extensible ioctl argument structs, read and written back the way `copy_struct_from_user` does.
 //!
-//! Every argument struct of the uapi header starts with `__u32 size`. The size is read first,
-//! checked, and then the rest of the struct is copied from the bytes after it, so each user byte
-//! is read exactly once: a caller changing `size` concurrently cannot make the two reads disagree.
+//! Every argument struct of the uapi header starts with `__u32 size`. A struct of the kernel's
+//! own size is read in one copy. Otherwise the size is read first, checked, and then the rest of
+//! the struct is copied from the bytes after it. Either way every byte used is read exactly once:
+//! a caller changing `size` concurrently cannot make two reads disagree.
 
 use crate::abi::{self, AbiError};
 use crate::ffi::helpers;
@@ -86,6 +87,31 @@ impl<T: ExtStruct> ExtArg<T> {
     /// Fails with `EFAULT` on bad memory, `EINVAL` if `size` is below `T::SIZE_VER0`, `E2BIG` if it
     /// is above `PINDIO_STRUCT_SIZE_MAX` or if bytes past the kernel's struct are not zero.
     pub(crate) fn read(ptr: UserPtr) -> Result<Self> {
+        // The common case, a caller with this very header, in one copy: taken only if the size
+        // read with the rest is the kernel's, so every byte used comes from that one read.
+        let mut val = T::default();
+        if UserSlice::new(ptr, size_of::<T>())
+            .reader()
+            .read_slice(val.as_bytes_mut())
+            .is_ok()
+            && val
+                .as_bytes()
+                .first_chunk::<SIZE_FIELD>()
+                .and_then(|size| usize::try_from(u32::from_ne_bytes(*size)).ok())
+                == Some(size_of::<T>())
+        {
+            return Ok(Self {
+                ptr,
+                user_size: size_of::<T>(),
+                val,
+            });
+        }
+        Self::read_sized(ptr)
+    }
+
+    /// Reads the struct at `ptr` as [`ExtArg::read`] does, in two steps: the size, then as many
+    /// bytes as it says.
+    fn read_sized(ptr: UserPtr) -> Result<Self> {
         let size = UserSlice::new(ptr, SIZE_FIELD).reader().read::<u32>()?;
         let user_size = abi::check_struct_size(size, T::SIZE_VER0)?;
         let mut val = T::default();

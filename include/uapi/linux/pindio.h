@@ -257,6 +257,8 @@ struct pindio_dio {
  * are in flight at once; then the call waits for all of them. Each request succeeds or fails on
  * its own: its @result gets its bytes or -errno (those of PINDIO_IOC_DIO, and EINVAL for an
  * entry whose size is not @entry_size). The call itself returns 0 once every result is written.
+ * A request with the same fd and direction as the request before it uses that request's file:
+ * the fd is looked up (and checked) once per run of such requests, as the call reads them.
  *
  * Errors of the call itself (no request is started):
  *   EINVAL  nr 0 or above PINDIO_DIO_BATCH_MAX; entry_size below PINDIO_DIO_SIZE_VER0 or above
