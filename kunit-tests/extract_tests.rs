@@ -201,6 +201,32 @@ mod tests {
     }
 
     #[test]
+    fn fill_pins_per_call_and_stops_at_a_hole() -> Result {
+        // Eight pages from offset 100 with a hole at page 5, one page per call: the batch gets
+        // pages 0-4 (what was pinned before the fault), then the next call reports EFAULT.
+        let base = user_mem::map(8 * PAGE_SIZE)?;
+        user_mem::fill(base, 8 * PAGE_SIZE)?;
+        user_mem::unmap(base.wrapping_byte_add(5 * PAGE_SIZE), PAGE_SIZE)?;
+        let len = 8 * PAGE_SIZE - 100;
+        let mut src = UserPages::new(base.wrapping_byte_add(100), len, Dir::FromDevice, false)?;
+        let mut slots = StackSlots::new();
+        let mut batch = src.empty_batch(&mut slots);
+        assert_eq!(src.fill(&mut batch, 1)?, 5 * PAGE_SIZE - 100);
+        assert_eq!((batch.nr_pages(), src.remaining()), (5, 3 * PAGE_SIZE));
+        assert_eq!(src.fill(&mut batch, 1).err(), Some(EFAULT));
+        assert_eq!(batch.nr_pages(), 5);
+        let mut pages = KVec::new();
+        assert_eq!(
+            walk(&mut batch, 100, pattern, &mut pages)?,
+            5 * PAGE_SIZE - 100
+        );
+        assert!(pages.iter().all(|&p| pinned(p)));
+        drop(batch);
+        assert!(!pages.iter().any(|&p| pinned(p)));
+        Ok(())
+    }
+
+    #[test]
     fn extend_stops_where_the_run_would_break() -> Result {
         // Two segments: the first ends inside a page, so the second cannot join its batch.
         let base = user_mem::map(4 * PAGE_SIZE)?;

@@ -375,7 +375,7 @@ impl<'c> PinnedMem<'c> {
                 None => Slots::new(src.next_segment_pages().max(1))?,
             };
             let mut batch = src.empty_batch(slots);
-            while src.extend(&mut batch, usize::MAX)? > 0 {}
+            src.fill(&mut batch, usize::MAX)?;
             if batch.len() == 0 {
                 return Err(EFAULT);
             }

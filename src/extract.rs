@@ -547,6 +547,87 @@ impl UserPages {
         Ok(len)
     }
 
+    /// Pins pages into the free slots of `batch`, at most `per_call` pages per extraction call,
+    /// until the batch is full, everything was extracted, or the next bytes would not continue
+    /// the batch (see [`UserPages::extend`]). A single range is pinned in a tight loop of
+    /// `pin_user_pages_fast` calls, as gup_test's benchmark does; an iovec goes through
+    /// [`UserPages::extend`] call after call.
+    ///
+    /// Returns the bytes added. An extraction that fails after some pages were added stops
+    /// there: the batch keeps them (a partial extraction) and the next call reports the error.
+    pub(crate) fn fill<S: PageSlots>(
+        &mut self,
+        batch: &mut PinnedBatch<S>,
+        per_call: usize,
+    ) -> Result<usize> {
+        let Some((addr, left)) = self.cur else {
+            let mut added = 0;
+            loop {
+                match self.extend(batch, per_call) {
+                    Ok(0) => return Ok(added),
+                    Ok(n) => added += n,
+                    Err(e) if added == 0 => return Err(e),
+                    Err(_) => return Ok(added),
+                }
+            }
+        };
+        let nr = batch.nr;
+        if left == 0
+            || (nr > 0 && ((batch.offset0 + batch.len) % PAGE_SIZE != 0 || addr % PAGE_SIZE != 0))
+        {
+            return Ok(0);
+        }
+        let offset0 = addr % PAGE_SIZE;
+        let Some(free) = batch.slots.slots().get_mut(nr..) else {
+            return Ok(0);
+        };
+        let want = offset0
+            .saturating_add(left)
+            .div_ceil(PAGE_SIZE)
+            .min(free.len());
+        let per_call = per_call.clamp(1, i32::MAX as usize);
+        let (start, flags) = (addr - offset0, self.gup_flags);
+        let mut pinned = 0;
+        let mut err = None;
+        while pinned < want {
+            let n = (want - pinned).min(per_call);
+            // SAFETY: `free[pinned..]` has room for `n` pages; the address is within the user
+            // range the source was made with (access_ok checked at import), and
+            // pin_user_pages_fast checks it again.
+            let ret = unsafe {
+                bindings::pin_user_pages_fast(
+                    start + pinned * PAGE_SIZE,
+                    n as i32,
+                    flags,
+                    free.as_mut_ptr().add(pinned),
+                )
+            };
+            match usize::try_from(ret) {
+                Ok(0) => err = Some(EFAULT),
+                Ok(got) => {
+                    pinned += got.min(n);
+                    continue;
+                }
+                Err(_) => err = Some(errno(ret as isize)),
+            }
+            break;
+        }
+        if pinned == 0 {
+            return Err(err.unwrap_or(EFAULT));
+        }
+        let len = left.min(pinned * PAGE_SIZE - offset0);
+        self.cur = Some((addr + len, left - len));
+        // INVARIANT: the kernel pinned `pinned` pages spanned by `len` bytes from `offset0` into
+        // the slots right after the batch's `nr` pages, one FOLL_PIN pin each; as in `extend`,
+        // a non-empty batch ends a page and the new bytes start one, so it stays one run.
+        if nr == 0 {
+            batch.offset0 = offset0;
+        }
+        batch.nr = nr + pinned;
+        batch.len += len;
+        Ok(len)
+    }
+
     /// Pins the next batch into `slots`: as many pages as fit and the kernel gives in one call
     /// (possibly fewer than asked: partial extraction). `None` once everything was extracted.
     pub(crate) fn next_batch<S: PageSlots>(&mut self, slots: S) -> Result<Option<PinnedBatch<S>>> {

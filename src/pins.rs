@@ -204,7 +204,7 @@ pub(crate) fn bench(
     let mut src = UserPages::new(addr, len.try_into()?, dir, req.longterm)?;
     let t0 = Instant::<Monotonic>::now();
     let mut batch = src.empty_batch(&mut slots);
-    while src.extend(&mut batch, per_call)? > 0 {}
+    src.fill(&mut batch, per_call)?;
     let t1 = Instant::<Monotonic>::now();
     let complete = src.remaining() == 0;
     drop(batch);
