@@ -159,8 +159,13 @@ fn dio_one(spare: &dio::Spare, arg: UserPtr) -> Result<isize> {
     let mut lent = Lent::from(spare);
     stack_pin_init!(let ctx = DioCtx::new());
     let mut io = dio_prepare(&arg.val, ctx.as_ref(), Some(&mut lent), None)?;
-    // The bios go out together when the plug ends (measured no slower for a single bio).
-    dio::plugged(|| io.submit());
+    // One bio goes straight to the driver, as in `__blkdev_direct_IO_simple` (a plug costs
+    // about 2 µs of TCG time per 4 KiB read here); several go out together when the plug ends.
+    if io.one_bio() {
+        io.submit();
+    } else {
+        dio::plugged(|| io.submit());
+    }
     // The bytes are the ioctl's value; the struct is not written back (see the uapi header).
     Ok(io.finish()?.try_into()?)
 }

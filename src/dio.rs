@@ -16,7 +16,7 @@
 //! completed, so every page is released exactly once on every path.
 
 use crate::abi::DioRequest;
-use crate::extract::{Dir, HeapSlots, PageSlots, PinnedBatch, StackSlots, UserPages};
+use crate::extract::{Dir, HeapSlots, PageSlots, PinnedBatch, UserPages};
 use crate::ffi::helpers;
 use crate::plan::{BioPlanner, DevLimits};
 use core::{mem::MaybeUninit, pin::Pin, ptr};
@@ -182,7 +182,8 @@ const INLINE_SUBMITTED: i32 = 2;
 /// The completion accounting of one direct I/O: the bios in flight and the first error, and a
 /// bio for an I/O that fits in one, so that it allocates no bio (as `__blkdev_direct_IO_simple`
 /// keeps its bio on the stack): over the context's own [`INLINE_VECS`] vectors, or over the
-/// vectors of a [`BigBuf`] the I/O holds.
+/// vectors of a [`BigBuf`] the I/O holds. It also has page slots for the pins of such an I/O, so
+/// that they are not moved around with the I/O's state.
 ///
 /// # Invariants
 ///
@@ -190,7 +191,8 @@ const INLINE_SUBMITTED: i32 = 2;
 /// may still submit; `done` is completed when it drops to zero. `status` is 0 or the first
 /// negative errno of a bio. `inline` says whether `bio` is unused ([`INLINE_FREE`]: not
 /// initialised), being filled, or submitted (initialised by `bio_init` over `vecs`, or over
-/// vectors that outlive every wait of the context).
+/// vectors that outlive every wait of the context). `slots` is lent to one I/O at most, once
+/// `slots_lent` is set (by [`DioCtx::take_slots`], which initialises it).
 #[pin_data]
 pub(crate) struct DioCtx {
     #[pin]
@@ -200,6 +202,8 @@ pub(crate) struct DioCtx {
     inline: Atomic<i32>,
     bio: Opaque<bindings::bio>,
     vecs: Opaque<[bindings::bio_vec; INLINE_VECS]>,
+    slots_lent: Atomic<i32>,
+    slots: Opaque<[*mut bindings::page; INLINE_VECS]>,
 }
 
 impl DioCtx {
@@ -212,7 +216,28 @@ impl DioCtx {
             inline: Atomic::new(INLINE_FREE),
             bio: Opaque::uninit(),
             vecs: Opaque::uninit(),
+            slots_lent: Atomic::new(0),
+            slots: Opaque::uninit(),
         })
+    }
+
+    /// The context's [`INLINE_VECS`] page slots, emptied, for the one I/O that asks first.
+    #[allow(
+        clippy::mut_from_ref,
+        reason = "lent once: `slots_lent` is claimed atomically before the borrow is made"
+    )]
+    fn take_slots<'c>(self: Pin<&'c Self>) -> Option<&'c mut [*mut bindings::page]> {
+        let ctx = self.get_ref();
+        if ctx.slots_lent.xchg(1, Full) != 0 {
+            return None;
+        }
+        let slots = ctx.slots.get();
+        // SAFETY: `slots` is valid for writes and lent once (claimed above, type invariant), so
+        // this is the only reference to it for as long as the context lives.
+        unsafe {
+            slots.write([ptr::null_mut(); INLINE_VECS]);
+            Some(&mut *slots)
+        }
     }
 
     /// Drops one reference (a completed bio's, or the submitter's); the last one completes.
@@ -312,33 +337,21 @@ unsafe extern "C" fn end_io_inline(bio: *mut bindings::bio) {
     ctx.put();
 }
 
-/// Slots for the pages of one batch: inline for small ones (up to 64 KiB at any page offset),
-/// those of a lent [`BigBuf`] up to [`BIG_VECS`], allocated for larger ones.
+/// Slots for the pages of one batch: borrowed for the first batch of an I/O that fits in one
+/// bio (those of its [`DioCtx`], up to 64 KiB at any page offset, or of a lent [`BigBuf`], up to
+/// [`BIG_VECS`] pages), allocated otherwise. Small either way, so that the batches and the I/O
+/// state that holds them are cheap to move.
 pub(crate) enum Slots<'c> {
-    /// Up to [`INLINE_VECS`] pages, inline.
-    Stack(StackSlots<INLINE_VECS>),
-    /// Up to [`BIG_VECS`] pages, in a lent [`BigBuf`].
-    Lent(&'c mut [*mut bindings::page; BIG_VECS]),
-    /// More pages.
+    /// Slots the batch borrows.
+    Borrowed(&'c mut [*mut bindings::page]),
+    /// Slots allocated for the batch.
     Heap(HeapSlots),
-}
-
-impl Slots<'_> {
-    /// Slots for `pages` pages: no allocation up to [`INLINE_VECS`].
-    fn new(pages: usize) -> Result<Self> {
-        if pages <= INLINE_VECS {
-            Ok(Self::Stack(StackSlots::new_n()))
-        } else {
-            Ok(Self::Heap(HeapSlots::new(pages)?))
-        }
-    }
 }
 
 impl PageSlots for Slots<'_> {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         match self {
-            Self::Stack(s) => s.slots(),
-            Self::Lent(l) => &mut l[..],
+            Self::Borrowed(b) => b,
             Self::Heap(h) => h.slots(),
         }
     }
@@ -360,19 +373,19 @@ impl<'c> PinnedMem<'c> {
         }
     }
 
-    /// Pins all of `src`, the first batch into `lent` if given; on error, what was pinned is
+    /// Pins all of `src`, the first batch into `first` if given; on error, what was pinned is
     /// released (dropped).
     fn pin_all(
         src: &mut UserPages,
-        mut lent: Option<&'c mut [*mut bindings::page; BIG_VECS]>,
+        mut first: Option<&'c mut [*mut bindings::page]>,
     ) -> Result<Self> {
         let mut mem = Self::empty();
         while src.remaining() > 0 {
             // A batch takes the pages of the current segment, and of the next ones while they
             // join on page boundaries and slots remain.
-            let slots = match lent.take() {
-                Some(l) => Slots::Lent(l),
-                None => Slots::new(src.next_segment_pages().max(1))?,
+            let slots = match first.take() {
+                Some(b) => Slots::Borrowed(b),
+                None => Slots::Heap(HeapSlots::new(src.next_segment_pages().max(1))?),
             };
             let mut batch = src.empty_batch(slots);
             src.fill(&mut batch, usize::MAX)?;
@@ -411,6 +424,8 @@ pub(crate) struct Dio<'c> {
     submitted: Result,
     waited: bool,
     mem: PinnedMem<'c>,
+    /// Pages pinned in `mem`.
+    pages: usize,
     /// The vectors of a lent [`BigBuf`], for the context's bio when the I/O fits in it.
     big_vecs: Option<&'c Opaque<[bindings::bio_vec; BIG_VECS]>>,
 }
@@ -451,15 +466,19 @@ impl<'c> Dio<'c> {
             return Err(EINVAL);
         }
         coherent_before(&target, req.write, pos, bytes)?;
+        // The first batch's slots: the context's for a first segment that fits them, the lent
+        // buffer's for a single range that fits its one bio.
         let span = src.next_segment_pages();
-        let (pages, big_vecs) = match lent {
-            Some(lent) if req.iovec.is_none() && span > INLINE_VECS && span <= BIG_VECS => {
+        let (first, big_vecs) = match lent {
+            _ if span <= INLINE_VECS => (ctx.take_slots(), None),
+            Some(lent) if req.iovec.is_none() && span <= BIG_VECS => {
                 let BigBuf { pages, vecs } = lent.get()?;
-                (Some(pages), Some(&*vecs))
+                (Some(&mut pages[..]), Some(&*vecs))
             }
             _ => (None, None),
         };
-        let mem = PinnedMem::pin_all(&mut src, pages)?;
+        let mut mem = PinnedMem::pin_all(&mut src, first)?;
+        let pages = mem.batches().map(|b| b.nr_pages()).sum();
         // INVARIANT: no bio yet.
         Ok(Self {
             target,
@@ -471,8 +490,26 @@ impl<'c> Dio<'c> {
             submitted: Ok(()),
             waited: false,
             mem,
+            pages,
             big_vecs,
         })
+    }
+
+    /// The vectors of the context's own bio, if all the pages go in it: its inline ones, or those
+    /// of the lent buffer.
+    fn inline_vecs(&self) -> Option<(*mut bindings::bio_vec, usize)> {
+        if self.pages <= INLINE_VECS {
+            Some((self.ctx.vecs.get().cast(), INLINE_VECS))
+        } else {
+            self.big_vecs
+                .filter(|_| self.pages <= BIG_VECS)
+                .map(|v| (v.get().cast(), BIG_VECS))
+        }
+    }
+
+    /// Whether the I/O goes out as one bio, which needs no plug to gather it with others.
+    pub(crate) fn one_bio(&self) -> bool {
+        self.inline_vecs().is_some()
     }
 
     /// Cuts the pinned pages into bios and submits them, each accounted in the context.
@@ -497,16 +534,10 @@ impl<'c> Dio<'c> {
         let mut planner = BioPlanner::new(self.target.limits.lbs.try_into()?).ok_or(EINVAL)?;
         let mut bio = OpenBio::none();
         let mut sector = self.pos >> bindings::SECTOR_SHIFT;
-        let mut pieces_left: usize = self.mem.batches().map(|b| b.nr_pages()).sum();
+        let mut pieces_left = self.pages;
         // Everything in one bio: the context's own, allocated from nothing, over its own
         // vectors or those of the lent buffer.
-        let inline = if pieces_left <= INLINE_VECS {
-            Some((ctx.vecs.get().cast(), INLINE_VECS))
-        } else {
-            self.big_vecs
-                .filter(|_| pieces_left <= BIG_VECS)
-                .map(|v| (v.get().cast(), BIG_VECS))
-        };
+        let inline = self.inline_vecs();
         let target = &self.target;
         for batch in self.mem.batches() {
             for (page, mut off, mut len) in batch.segments() {
