@@ -531,29 +531,33 @@ impl<'c> Dio<'c> {
                 opf |= 1 << bindings::req_flag_bits___REQ_FUA;
             }
         }
+        let mut sector = self.pos >> bindings::SECTOR_SHIFT;
+        let target = &self.target;
+        // Everything in one bio: the context's own, allocated from nothing, over its own
+        // vectors or those of the lent buffer. Every piece gets a vector and the whole is a
+        // number of blocks (checked at prepare), so there is nothing to cut.
+        if let Some((vecs, n)) = self.inline_vecs() {
+            // SAFETY: `vecs` are the context's or the lent buffer's, `n` of them, both
+            // borrowed for `'c`, past every wait of the context.
+            let mut bio = unsafe { OpenBio::inline(target, opf, sector, ctx, vecs, n) }?;
+            for batch in self.mem.batches() {
+                for (page, off, len) in batch.segments() {
+                    bio.add(page.as_ptr(), len, off)?;
+                }
+            }
+            bio.submit(ctx);
+            return Ok(());
+        }
         let mut planner = BioPlanner::new(self.target.limits.lbs.try_into()?).ok_or(EINVAL)?;
         let mut bio = OpenBio::none();
-        let mut sector = self.pos >> bindings::SECTOR_SHIFT;
         let mut pieces_left = self.pages;
-        // Everything in one bio: the context's own, allocated from nothing, over its own
-        // vectors or those of the lent buffer.
-        let inline = self.inline_vecs();
-        let target = &self.target;
         for batch in self.mem.batches() {
             for (page, mut off, mut len) in batch.segments() {
                 pieces_left = pieces_left.saturating_sub(1);
                 while len > 0 {
                     if bio.bio.is_null() {
-                        let vecs = if let Some((vecs, n)) = inline {
-                            // SAFETY: `vecs` are the context's or the lent buffer's, `n` of
-                            // them, both borrowed for `'c`, past every wait of the context.
-                            bio = unsafe { OpenBio::inline(target, opf, sector, ctx, vecs, n) }?;
-                            n
-                        } else {
-                            let vecs = (pieces_left + 1).min(bindings::BIO_MAX_VECS as usize);
-                            bio = OpenBio::alloc(target, vecs, opf, sector, ctx)?;
-                            vecs
-                        };
+                        let vecs = (pieces_left + 1).min(bindings::BIO_MAX_VECS as usize);
+                        bio = OpenBio::alloc(target, vecs, opf, sector, ctx)?;
                         planner.open(vecs);
                     }
                     let (take, full) = planner.place(len).ok_or(EINVAL)?;
