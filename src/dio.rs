@@ -28,7 +28,7 @@ use kernel::{
     sync::{
         aref::ARef,
         atomic::{Atomic, Full, Relaxed, Release},
-        Completion, SpinLock,
+        SpinLock,
     },
     types::Opaque,
     uaccess::UserPtr,
@@ -110,6 +110,48 @@ impl Target {
     fn mapping(&self) -> *mut bindings::address_space {
         // SAFETY: The file is valid while `self.file` holds it; `f_mapping` is set at open.
         unsafe { (*self.file.as_ptr()).f_mapping }
+    }
+}
+
+/// A completion whose waiter sleeps as one waiting for I/O (`wait_for_completion_io`, as
+/// `submit_bio_wait` does), so that a direct I/O's wait counts as iowait. Otherwise the kernel
+/// crate's `Completion`.
+///
+/// # Invariants
+///
+/// `inner` was initialised by `init_completion`.
+#[pin_data]
+struct IoCompletion {
+    #[pin]
+    inner: Opaque<bindings::completion>,
+}
+
+// SAFETY: A `struct completion` may be completed and waited for from any task.
+unsafe impl Send for IoCompletion {}
+// SAFETY: As above: its operations take the completion's own lock.
+unsafe impl Sync for IoCompletion {}
+
+impl IoCompletion {
+    /// A completion not yet done.
+    fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            inner <- Opaque::ffi_init(|slot: *mut bindings::completion| {
+                // SAFETY: `slot` is valid for writes of an uninitialised `struct completion`.
+                unsafe { bindings::init_completion(slot) };
+            }),
+        })
+    }
+
+    /// Marks it done for good and wakes every waiter (`complete_all`).
+    fn complete_all(&self) {
+        // SAFETY: `inner` is an initialised completion (type invariant).
+        unsafe { bindings::complete_all(self.inner.get()) };
+    }
+
+    /// Waits, uninterruptibly and as I/O, until it is done.
+    fn wait_io(&self) {
+        // SAFETY: As above.
+        unsafe { bindings::wait_for_completion_io(self.inner.get()) };
     }
 }
 
@@ -196,7 +238,7 @@ const INLINE_SUBMITTED: i32 = 2;
 #[pin_data]
 pub(crate) struct DioCtx {
     #[pin]
-    done: Completion,
+    done: IoCompletion,
     pending: Atomic<i32>,
     status: Atomic<i32>,
     inline: Atomic<i32>,
@@ -210,7 +252,7 @@ impl DioCtx {
     /// No bio yet; the submitter's reference is taken.
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            done <- Completion::new(),
+            done <- IoCompletion::new(),
             pending: Atomic::new(1),
             status: Atomic::new(0),
             inline: Atomic::new(INLINE_FREE),
@@ -256,7 +298,7 @@ impl DioCtx {
     /// releases the inline bio if it was used.
     fn wait(&self) {
         self.put();
-        self.done.wait_for_completion();
+        self.done.wait_io();
         if self.inline.xchg(INLINE_FREE, Full) == INLINE_SUBMITTED {
             // SAFETY: By the type invariant the inline bio was initialised, and it completed
             // (every bio did): nothing refers to it any more.
