@@ -583,9 +583,7 @@ impl<'c> Dio<'c> {
             // borrowed for `'c`, past every wait of the context.
             let mut bio = unsafe { OpenBio::inline(target, opf, sector, ctx, vecs, n) }?;
             for batch in self.mem.batches() {
-                for (page, off, len) in batch.segments() {
-                    bio.add(page.as_ptr(), len, off)?;
-                }
+                bio.add_all(batch)?;
             }
             bio.submit(ctx);
             return Ok(());
@@ -776,6 +774,34 @@ impl<'c> OpenBio<'c> {
         // SAFETY: An open bio with room for one more vector of `len` bytes (checked above); the
         // page is pinned by the request until every bio completed, and `off + len` is within it.
         unsafe { bindings::__bio_add_page(self.bio, page, len32, off32) };
+        Ok(())
+    }
+
+    /// Adds every page of `batch`, each piece as a vector of its own, checking the room once;
+    /// `EINVAL` if the bio has not enough.
+    fn add_all(&mut self, batch: &mut PinnedBatch<Slots<'_>>) -> Result {
+        if self.bio.is_null() {
+            return Err(EINVAL);
+        }
+        let vecs = u16::try_from(batch.nr_pages())?;
+        let bytes = u32::try_from(batch.len())?;
+        // SAFETY: `self.bio` is an open bio (type invariant), ours alone until submitted.
+        let room = unsafe {
+            let bio = &*self.bio;
+            bio.bi_vcnt
+                .checked_add(vecs)
+                .is_some_and(|v| v <= bio.bi_max_vecs)
+                && bio.bi_iter.bi_size.checked_add(bytes).is_some()
+        };
+        if !room {
+            return Err(EINVAL);
+        }
+        for (page, off, len) in batch.segments() {
+            // SAFETY: The bio has room for all the batch's pieces (checked above), each at most
+            // a page, so both fit `u32`; the pages are pinned by the request until every bio
+            // completed.
+            unsafe { bindings::__bio_add_page(self.bio, page.as_ptr(), len as u32, off as u32) };
+        }
         Ok(())
     }
 
