@@ -54,25 +54,17 @@ pub(crate) trait PageSlots {
     fn slots(&mut self) -> &mut [*mut bindings::page];
 }
 
-/// Slots for up to `N` pages ([`STACK_PAGES`] unless said otherwise), meant to live on the
-/// caller's stack.
-pub(crate) struct StackSlots<const N: usize = STACK_PAGES>([*mut bindings::page; N]);
+/// Slots for [`STACK_PAGES`] pages, meant to live on the caller's stack.
+pub(crate) struct StackSlots([*mut bindings::page; STACK_PAGES]);
 
 impl StackSlots {
     /// Empty slots for [`STACK_PAGES`] pages.
     pub(crate) fn new() -> Self {
-        Self::new_n()
+        Self([ptr::null_mut(); STACK_PAGES])
     }
 }
 
-impl<const N: usize> StackSlots<N> {
-    /// Empty slots for `N` pages.
-    pub(crate) fn new_n() -> Self {
-        Self([ptr::null_mut(); N])
-    }
-}
-
-impl<const N: usize> PageSlots for StackSlots<N> {
+impl PageSlots for StackSlots {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         &mut self.0
     }
