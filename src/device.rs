@@ -159,10 +159,11 @@ fn dio_one(spare: &dio::Spare, arg: UserPtr) -> Result<isize> {
     let mut lent = Lent::from(spare);
     stack_pin_init!(let ctx = DioCtx::new());
     let mut io = dio_prepare(&arg.val, ctx.as_ref(), Some(&mut lent), None)?;
-    // One bio goes straight to the driver, as in `__blkdev_direct_IO_simple` (a plug costs
-    // about 2 µs of TCG time per 4 KiB read here); several go out together when the plug ends.
+    // One bio goes straight to the driver and is waited for, as in `__blkdev_direct_IO_simple`
+    // (a plug costs about 2 µs of TCG time per 4 KiB read here); several go out together when
+    // the plug ends.
     if io.one_bio() {
-        io.submit();
+        io.submit_wait();
     } else {
         dio::plugged(|| io.submit());
     }

@@ -27,7 +27,7 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
-        atomic::{Atomic, Full, Relaxed, Release},
+        atomic::{Acquire, Atomic, Full, Relaxed, Release},
         SpinLock,
     },
     types::Opaque,
@@ -188,14 +188,17 @@ pub(crate) struct Lent<'f> {
 }
 
 impl<'f> Lent<'f> {
-    /// Lends the file's spare, if it has one; [`Lent::get`] allocates otherwise.
+    /// Will lend the file's spare, if it has one, when [`Lent::get`] first asks for it (a small
+    /// I/O never takes the lock); [`Lent::get`] allocates otherwise.
     pub(crate) fn from(spare: &'f Spare) -> Self {
-        let buf = spare.lock().take();
-        Self { spare, buf }
+        Self { spare, buf: None }
     }
 
-    /// The buffer, allocated (zeroed) on first use.
+    /// The buffer: the file's spare, or a new one (zeroed), on first use.
     fn get(&mut self) -> Result<&mut BigBuf> {
+        if self.buf.is_none() {
+            self.buf = self.spare.lock().take();
+        }
         if self.buf.is_none() {
             self.buf = Some(KBox::zeroed(GFP_KERNEL)?);
         }
@@ -295,10 +298,16 @@ impl DioCtx {
     }
 
     /// Drops the submitter's reference and waits until every submitted bio completed; then
-    /// releases the inline bio if it was used.
+    /// releases the inline bio if it was used. The submitter calls it once, when it submits no
+    /// more.
     fn wait(&self) {
-        self.put();
-        self.done.wait_io();
+        // Only the submitter's reference left: every bio submitted has completed and is done
+        // with the context (its `put` was its last access), so there is nothing to wait for.
+        // Otherwise the last bio to complete wakes the submitter.
+        if self.pending.load(Acquire) != 1 {
+            self.put();
+            self.done.wait_io();
+        }
         if self.inline.xchg(INLINE_FREE, Full) == INLINE_SUBMITTED {
             // SAFETY: By the type invariant the inline bio was initialised, and it completed
             // (every bio did): nothing refers to it any more.
@@ -400,10 +409,13 @@ impl PageSlots for Slots<'_> {
 }
 
 /// The pinned memory of a direct I/O: one batch for a single buffer (nothing allocated for it),
-/// more for an iovec whose segments do not join on page boundaries.
+/// more for an iovec whose segments do not join on page boundaries (`more` is allocated only
+/// then).
 struct PinnedMem<'c> {
     first: Option<PinnedBatch<Slots<'c>>>,
-    more: KVec<PinnedBatch<Slots<'c>>>,
+    more: Option<KVec<PinnedBatch<Slots<'c>>>>,
+    /// Pages pinned in all the batches.
+    pages: usize,
 }
 
 impl<'c> PinnedMem<'c> {
@@ -411,7 +423,8 @@ impl<'c> PinnedMem<'c> {
     fn empty() -> Self {
         Self {
             first: None,
-            more: KVec::new(),
+            more: None,
+            pages: 0,
         }
     }
 
@@ -434,18 +447,29 @@ impl<'c> PinnedMem<'c> {
             if batch.len() == 0 {
                 return Err(EFAULT);
             }
+            mem.pages += batch.nr_pages();
             if mem.first.is_none() {
                 mem.first = Some(batch);
             } else {
-                mem.more.push(batch, GFP_KERNEL)?;
+                mem.more
+                    .get_or_insert_with(KVec::new)
+                    .push(batch, GFP_KERNEL)?;
             }
         }
         Ok(mem)
     }
 
+    /// Releases every batch, in place.
+    fn release(&mut self) {
+        self.first = None;
+        self.more = None;
+        self.pages = 0;
+    }
+
     /// The batches, in order.
     fn batches(&mut self) -> impl Iterator<Item = &mut PinnedBatch<Slots<'c>>> {
-        Iterator::chain(self.first.iter_mut(), self.more.iter_mut())
+        let more = self.more.iter_mut().flat_map(|v| v.iter_mut());
+        Iterator::chain(self.first.iter_mut(), more)
     }
 }
 
@@ -453,7 +477,8 @@ impl<'c> PinnedMem<'c> {
 ///
 /// # Invariants
 ///
-/// Every bio submitted for it is accounted in `ctx` and points only to pages of `mem`.
+/// Every bio submitted for it points only to pages of `mem`, and is accounted in `ctx` or
+/// (one bio, [`Dio::submit_wait`]) complete before its submission returns.
 /// Dropped without [`Dio::finish`] (an error path), it still waits for those bios before `mem`
 /// releases the pages: no page is unpinned under a bio in flight.
 pub(crate) struct Dio<'c> {
@@ -466,8 +491,6 @@ pub(crate) struct Dio<'c> {
     submitted: Result,
     waited: bool,
     mem: PinnedMem<'c>,
-    /// Pages pinned in `mem`.
-    pages: usize,
     /// The vectors of a lent [`BigBuf`], for the context's bio when the I/O fits in it.
     big_vecs: Option<&'c Opaque<[bindings::bio_vec; BIG_VECS]>>,
 }
@@ -500,11 +523,13 @@ impl<'c> Dio<'c> {
         };
         let bytes = src.remaining();
         let limits = &target.limits;
-        if !limits.check_range(pos, bytes.try_into()?)
-            || !src
+        let aligned = match req.iovec {
+            None => limits.check_segment(buf.as_const_ptr() as u64, bytes as u64),
+            Some(_) => src
                 .user_segments()
-                .all(|(addr, len)| limits.check_segment(addr as u64, len as u64))
-        {
+                .all(|(addr, len)| limits.check_segment(addr as u64, len as u64)),
+        };
+        if !aligned || !limits.check_range(pos, bytes.try_into()?) {
             return Err(EINVAL);
         }
         coherent_before(&target, req.write, pos, bytes)?;
@@ -519,8 +544,7 @@ impl<'c> Dio<'c> {
             }
             _ => (None, None),
         };
-        let mut mem = PinnedMem::pin_all(&mut src, first)?;
-        let pages = mem.batches().map(|b| b.nr_pages()).sum();
+        let mem = PinnedMem::pin_all(&mut src, first)?;
         // INVARIANT: no bio yet.
         Ok(Self {
             target,
@@ -532,7 +556,6 @@ impl<'c> Dio<'c> {
             submitted: Ok(()),
             waited: false,
             mem,
-            pages,
             big_vecs,
         })
     }
@@ -540,11 +563,11 @@ impl<'c> Dio<'c> {
     /// The vectors of the context's own bio, if all the pages go in it: its inline ones, or those
     /// of the lent buffer.
     fn inline_vecs(&self) -> Option<(*mut bindings::bio_vec, usize)> {
-        if self.pages <= INLINE_VECS {
+        if self.mem.pages <= INLINE_VECS {
             Some((self.ctx.vecs.get().cast(), INLINE_VECS))
         } else {
             self.big_vecs
-                .filter(|_| self.pages <= BIG_VECS)
+                .filter(|_| self.mem.pages <= BIG_VECS)
                 .map(|v| (v.get().cast(), BIG_VECS))
         }
     }
@@ -552,6 +575,40 @@ impl<'c> Dio<'c> {
     /// Whether the I/O goes out as one bio, which needs no plug to gather it with others.
     pub(crate) fn one_bio(&self) -> bool {
         self.inline_vecs().is_some()
+    }
+
+    /// Submits an I/O that fits in one bio ([`Dio::one_bio`]) and waits for it, as
+    /// `__blkdev_direct_IO_simple` does (`submit_bio_wait`): the bio is done when this returns,
+    /// so nothing is accounted in the context. An error becomes the result of [`Dio::finish`].
+    pub(crate) fn submit_wait(&mut self) {
+        self.submitted = self.submit_one_wait();
+    }
+
+    fn submit_one_wait(&mut self) -> Result {
+        let (vecs, n) = self.inline_vecs().ok_or(EINVAL)?;
+        let sector = self.pos >> bindings::SECTOR_SHIFT;
+        // SAFETY: `vecs` are the context's or the lent buffer's, `n` of them, both borrowed for
+        // `'c`, and the bio is done with them when `submit_wait` returns.
+        let mut bio =
+            unsafe { OpenBio::inline(&self.target, self.opf(), sector, self.ctx, vecs, n) }?;
+        for batch in self.mem.batches() {
+            bio.add_all(batch)?;
+        }
+        bio.submit_wait()
+    }
+
+    /// The operation and flags of the I/O's bios.
+    fn opf(&self) -> u32 {
+        if !self.write {
+            return bindings::req_op_REQ_OP_READ | 1 << bindings::req_flag_bits___REQ_SYNC;
+        }
+        let mut opf = bindings::req_op_REQ_OP_WRITE
+            | 1 << bindings::req_flag_bits___REQ_SYNC
+            | 1 << bindings::req_flag_bits___REQ_IDLE;
+        if self.fua {
+            opf |= 1 << bindings::req_flag_bits___REQ_FUA;
+        }
+        opf
     }
 
     /// Cuts the pinned pages into bios and submits them, each accounted in the context.
@@ -564,15 +621,7 @@ impl<'c> Dio<'c> {
 
     fn submit_bios(&mut self) -> Result {
         let ctx = self.ctx;
-        let mut opf = bindings::req_op_REQ_OP_READ | 1 << bindings::req_flag_bits___REQ_SYNC;
-        if self.write {
-            opf = bindings::req_op_REQ_OP_WRITE
-                | 1 << bindings::req_flag_bits___REQ_SYNC
-                | 1 << bindings::req_flag_bits___REQ_IDLE;
-            if self.fua {
-                opf |= 1 << bindings::req_flag_bits___REQ_FUA;
-            }
-        }
+        let opf = self.opf();
         let mut sector = self.pos >> bindings::SECTOR_SHIFT;
         let target = &self.target;
         // Everything in one bio: the context's own, allocated from nothing, over its own
@@ -590,7 +639,7 @@ impl<'c> Dio<'c> {
         }
         let mut planner = BioPlanner::new(self.target.limits.lbs.try_into()?).ok_or(EINVAL)?;
         let mut bio = OpenBio::none();
-        let mut pieces_left = self.pages;
+        let mut pieces_left = self.mem.pages;
         for batch in self.mem.batches() {
             for (page, mut off, mut len) in batch.segments() {
                 pieces_left = pieces_left.saturating_sub(1);
@@ -631,7 +680,7 @@ impl<'c> Dio<'c> {
     pub(crate) fn finish(mut self) -> Result<usize> {
         self.wait();
         // Every bio completed: the pins can go, the pages of a read dirtied first.
-        drop(core::mem::replace(&mut self.mem, PinnedMem::empty()));
+        self.mem.release();
         if self.write {
             coherent_after_write(&self.target, self.pos, self.len);
         }
@@ -778,7 +827,10 @@ impl<'c> OpenBio<'c> {
     }
 
     /// Adds every page of `batch`, each piece as a vector of its own, checking the room once;
-    /// `EINVAL` if the bio has not enough.
+    /// `EINVAL` if the bio has not enough. The vectors are written straight into the bio, as
+    /// `iov_iter_extract_bvecs` does for `bio_iov_iter_get_pages`: what `__bio_add_page` would
+    /// add per page is only its room checks (done once here) and a P2P DMA page check, which
+    /// pages pinned without `FOLL_PCI_P2PDMA` never need.
     fn add_all(&mut self, batch: &mut PinnedBatch<Slots<'_>>) -> Result {
         if self.bio.is_null() {
             return Err(EINVAL);
@@ -786,23 +838,56 @@ impl<'c> OpenBio<'c> {
         let vecs = u16::try_from(batch.nr_pages())?;
         let bytes = u32::try_from(batch.len())?;
         // SAFETY: `self.bio` is an open bio (type invariant), ours alone until submitted.
-        let room = unsafe {
-            let bio = &*self.bio;
-            bio.bi_vcnt
-                .checked_add(vecs)
-                .is_some_and(|v| v <= bio.bi_max_vecs)
-                && bio.bi_iter.bi_size.checked_add(bytes).is_some()
-        };
+        let bio = unsafe { &mut *self.bio };
+        let room = bio
+            .bi_vcnt
+            .checked_add(vecs)
+            .is_some_and(|v| v <= bio.bi_max_vecs)
+            && bio.bi_iter.bi_size.checked_add(bytes).is_some();
         if !room {
             return Err(EINVAL);
         }
-        for (page, off, len) in batch.segments() {
-            // SAFETY: The bio has room for all the batch's pieces (checked above), each at most
-            // a page, so both fit `u32`; the pages are pinned by the request until every bio
-            // completed.
-            unsafe { bindings::__bio_add_page(self.bio, page.as_ptr(), len as u32, off as u32) };
+        // SAFETY: `bi_io_vec` has `bi_max_vecs` vectors, the first `bi_vcnt` of them in use.
+        let free = unsafe { bio.bi_io_vec.add(usize::from(bio.bi_vcnt)) };
+        let (mut added, mut size) = (0u16, 0u32);
+        for (page, off, len) in batch.raw_segments() {
+            // SAFETY: The batch has `vecs` pieces at most, for which the bio has room (checked
+            // above); each is at most a page, so both fit `u32`, and `bytes` in all. The pages
+            // are pinned by the request until every bio completed.
+            unsafe {
+                free.add(usize::from(added)).write(bindings::bio_vec {
+                    bv_page: page,
+                    bv_len: len as u32,
+                    bv_offset: off as u32,
+                })
+            };
+            added = added.wrapping_add(1);
+            size = size.wrapping_add(len as u32);
         }
+        // Within the room checked above: `added <= vecs`, `size <= bytes`.
+        bio.bi_vcnt = bio.bi_vcnt.saturating_add(added);
+        bio.bi_iter.bi_size = bio.bi_iter.bi_size.saturating_add(size);
         Ok(())
+    }
+
+    /// Submits the inline bio and waits for it (`submit_bio_wait`), then releases it; returns its
+    /// error. Its `bi_private` and `bi_end_io` are `submit_bio_wait`'s own, so it is not
+    /// accounted in the context.
+    fn submit_wait(mut self) -> Result {
+        let bio = core::mem::take(&mut self.bio);
+        let Some(ctx) = self.ctx.take() else {
+            // Only the inline bio of a context is released here; an allocated one goes back
+            // unsubmitted (on drop).
+            self.bio = bio;
+            return Err(EINVAL);
+        };
+        // SAFETY: A filled bio, ours alone (type invariant); `submit_bio_wait` returns once it
+        // completed, and then nothing in the block layer refers to it.
+        let ret = unsafe { bindings::submit_bio_wait(bio) };
+        // SAFETY: The inline bio of `ctx`, initialised and completed; nothing refers to it.
+        unsafe { bindings::bio_uninit(bio) };
+        ctx.inline.store(INLINE_FREE, Release);
+        kernel::error::to_result(ret)
     }
 
     /// Submits the bio, accounted in `ctx`; `self` is left with no bio.

@@ -194,14 +194,27 @@ impl<S: PageSlots, R: Release> Batch<S, R> {
 
     /// The batch as `(page, offset, len)` segments, in order.
     pub(crate) fn segments(&mut self) -> impl Iterator<Item = (BorrowedPage<'_>, usize, usize)> {
-        let pages = &self.slots.slots()[..self.nr];
-        Segments::new(self.offset0, self.len, PAGE_SIZE).filter_map(move |seg| {
-            let page = NonNull::new(*pages.get(seg.index)?)?;
+        self.raw_segments().filter_map(|(page, offset, len)| {
+            let page = NonNull::new(page)?;
             // SAFETY: By the type invariant the page is valid until the batch is dropped, which
             // the borrow of `self` outlives the returned page.
             let page = unsafe { BorrowedPage::from_raw(page) };
-            Some((page, seg.offset, seg.len))
+            Some((page, offset, len))
         })
+    }
+
+    /// The segments of [`Batch::segments`] with the page as the raw pointer C takes (a bio's
+    /// vectors are filled from them), without a borrowed page per piece. The pointers are valid
+    /// while the batch lives (type invariant).
+    pub(crate) fn raw_segments(
+        &mut self,
+    ) -> impl Iterator<Item = (*mut bindings::page, usize, usize)> + '_ {
+        let pages = self.slots.slots().get(..self.nr).unwrap_or(&[]);
+        Iterator::zip(
+            pages.iter(),
+            Segments::new(self.offset0, self.len, PAGE_SIZE),
+        )
+        .map(|(&page, seg)| (page, seg.offset, seg.len))
     }
 }
 
