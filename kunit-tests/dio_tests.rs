@@ -154,15 +154,8 @@ mod tests {
         };
         let mut lent = spare.map(Lent::from);
         stack_pin_init!(let ctx = DioCtx::new());
-        let mut io = Dio::prepare(
-            req,
-            target,
-            pos,
-            buf,
-            len.try_into()?,
-            ctx.as_ref(),
-            lent.as_mut(),
-        )?;
+        let mut io = Dio::new(req, target, pos, ctx.as_ref());
+        io.prepare(buf, len.try_into()?, lent.as_mut())?;
         dio::plugged(|| io.submit());
         io.finish()
     }

@@ -5,7 +5,7 @@
 //! Each command reads its argument struct once, acts on the local copy, and writes the result
 //! back once (see [`crate::uarg`]).
 
-use crate::abi::{self, Command};
+use crate::abi::{self, Command, DioRequest};
 use crate::dio::{self, Dio, DioCtx, DioCtxs, Lent, Target};
 use crate::pins::{self, Pins};
 use crate::uapi::{
@@ -129,36 +129,36 @@ impl PindioFile {
     }
 }
 
-/// Checks, pins and prepares the direct I/O `v` describes, completing into `ctx`, with the
-/// memory of `lent` if given. `last` is the target of the previous request of a batch: a
-/// request on the same fd, in the same direction, uses it again instead of looking the fd up.
-fn dio_prepare<'c>(
+/// The target of the direct I/O `v` describes, checked for the transfer `req`. `last` is the
+/// target of the previous request of a batch: a request on the same fd, in the same direction,
+/// uses it again instead of looking the fd up.
+fn dio_target(
     v: &pindio_dio,
-    ctx: Pin<&'c DioCtx>,
-    lent: Option<&'c mut Lent<'_>>,
+    req: &DioRequest,
     last: Option<&mut Option<(i32, Target)>>,
-) -> Result<Dio<'c>> {
-    let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
-    let target = match last {
-        Some(Some((fd, t))) if *fd == v.fd && t.write() == req.write => t.clone(),
+) -> Result<Target> {
+    match last {
+        Some(Some((fd, t))) if *fd == v.fd && t.write() == req.write => Ok(t.clone()),
         Some(last) => {
             let t = Target::from_fd(v.fd, req.write)?;
             *last = Some((v.fd, t.clone()));
-            t
+            Ok(t)
         }
-        None => Target::from_fd(v.fd, req.write)?,
-    };
-    Dio::prepare(req, target, v.offset, user_ptr(v.buf)?, v.len, ctx, lent)
+        None => Target::from_fd(v.fd, req.write),
+    }
 }
 
 /// `PINDIO_IOC_DIO`: one direct I/O, waited for; returns the bytes transferred. An I/O of up to
 /// `BIO_MAX_VECS` pages borrows the file's spare memory.
 fn dio_one(spare: &dio::Spare, arg: UserPtr) -> Result<isize> {
-    let arg = ExtArg::<pindio_dio>::read(arg)?;
+    let v = ExtArg::<pindio_dio>::read(arg)?.val;
+    let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
+    let target = dio_target(&v, &req, None)?;
     // Declared before the context and the I/O: given back after both are gone.
     let mut lent = Lent::from(spare);
     stack_pin_init!(let ctx = DioCtx::new());
-    let mut io = dio_prepare(&arg.val, ctx.as_ref(), Some(&mut lent), None)?;
+    let mut io = Dio::new(req, target, v.offset, ctx.as_ref());
+    io.prepare(user_ptr(v.buf)?, v.len, Some(&mut lent))?;
     // One bio goes straight to the driver and is waited for, as in `__blkdev_direct_IO_simple`
     // (a plug costs about 2 µs of TCG time per 4 KiB read here); several go out together when
     // the plug ends.
@@ -184,14 +184,29 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
     let mut ios = KVec::with_capacity(nr, GFP_KERNEL)?;
     let mut last = None;
     for (i, ctx) in ctxs.iter().enumerate() {
+        let mut mem = (UserPtr::from_addr(0), 0);
         let io = ExtArg::<pindio_dio>::read(entry(i)).and_then(|a| {
+            let v = a.val;
             // Each entry's own size must be the stride.
-            if usize::try_from(a.val.size).ok() != Some(stride) {
+            if usize::try_from(v.size).ok() != Some(stride) {
                 return Err(EINVAL);
             }
-            dio_prepare(&a.val, ctx, None, Some(&mut last))
+            let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
+            mem = (user_ptr(v.buf)?, v.len);
+            let target = dio_target(&v, &req, Some(&mut last))?;
+            Ok(Dio::new(req, target, v.offset, ctx))
         });
         ios.push(io, GFP_KERNEL)?;
+        // Checked and pinned in place, once in the vector.
+        if let Some(slot) = ios.last_mut() {
+            let prepared = match slot {
+                Ok(io) => io.prepare(mem.0, mem.1, None),
+                Err(_) => Ok(()),
+            };
+            if let Err(e) = prepared {
+                *slot = Err(e);
+            }
+        }
     }
     dio::plugged(|| {
         for io in ios.iter_mut().flatten() {
@@ -199,8 +214,8 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
         }
     });
     let mut ret = Ok(0);
-    for (i, io) in ios.into_iter().enumerate() {
-        let result = match io.and_then(Dio::finish) {
+    for (i, io) in ios.iter_mut().enumerate() {
+        let result = match io.as_mut().map_err(|e| *e).and_then(Dio::finish) {
             Ok(bytes) => i64::try_from(bytes).unwrap_or(i64::MAX),
             Err(e) => i64::from(e.to_errno()),
         };

@@ -428,13 +428,13 @@ impl<'c> PinnedMem<'c> {
         }
     }
 
-    /// Pins all of `src`, the first batch into `first` if given; on error, what was pinned is
-    /// released (dropped).
+    /// Pins all of `src` into batches it adds in place, the first one into `first` if given.
+    /// On error what was pinned stays in the batches, released when they are.
     fn pin_all(
+        &mut self,
         src: &mut UserPages,
         mut first: Option<&'c mut [*mut bindings::page]>,
-    ) -> Result<Self> {
-        let mut mem = Self::empty();
+    ) -> Result {
         while src.remaining() > 0 {
             // A batch takes the pages of the current segment, and of the next ones while they
             // join on page boundaries and slots remain.
@@ -442,21 +442,21 @@ impl<'c> PinnedMem<'c> {
                 Some(b) => Slots::Borrowed(b),
                 None => Slots::Heap(HeapSlots::new(src.next_segment_pages().max(1))?),
             };
-            let mut batch = src.empty_batch(slots);
-            src.fill(&mut batch, usize::MAX)?;
+            let batch = src.empty_batch(slots);
+            let batch = if self.first.is_none() {
+                self.first.insert(batch)
+            } else {
+                let more = self.more.get_or_insert_with(KVec::new);
+                more.push(batch, GFP_KERNEL)?;
+                more.last_mut().ok_or(ENOMEM)?
+            };
+            src.fill(batch, usize::MAX)?;
             if batch.len() == 0 {
                 return Err(EFAULT);
             }
-            mem.pages += batch.nr_pages();
-            if mem.first.is_none() {
-                mem.first = Some(batch);
-            } else {
-                mem.more
-                    .get_or_insert_with(KVec::new)
-                    .push(batch, GFP_KERNEL)?;
-            }
+            self.pages += batch.nr_pages();
         }
-        Ok(mem)
+        Ok(())
     }
 
     /// Releases every batch, in place.
@@ -473,7 +473,7 @@ impl<'c> PinnedMem<'c> {
     }
 }
 
-/// One direct I/O, from [`Dio::prepare`] to [`Dio::finish`].
+/// One direct I/O, from [`Dio::new`] and [`Dio::prepare`] to [`Dio::finish`].
 ///
 /// # Invariants
 ///
@@ -484,8 +484,7 @@ impl<'c> PinnedMem<'c> {
 pub(crate) struct Dio<'c> {
     target: Target,
     ctx: Pin<&'c DioCtx>,
-    write: bool,
-    fua: bool,
+    req: DioRequest,
     pos: u64,
     len: usize,
     submitted: Result,
@@ -496,21 +495,39 @@ pub(crate) struct Dio<'c> {
 }
 
 impl<'c> Dio<'c> {
-    /// Checks `req` at device offset `pos` of `target` with memory at `buf`
-    /// (`len` bytes, or `len` iovec segments), keeps the page cache coherent for it, and pins the
-    /// memory; its bios will complete into `ctx`, which must be fresh ([`DioCtx::new`]).
-    /// Nothing is pinned unless every check passed. A single buffer of more than
-    /// [`INLINE_VECS`] and at most [`BIG_VECS`] pages uses the buffer of `lent`, if given, for
-    /// its pins and its one bio.
+    /// The direct I/O `req` at device offset `pos` of `target`, whose bios will complete into
+    /// `ctx`, which must be fresh ([`DioCtx::new`]). Nothing is checked or pinned yet: that is
+    /// [`Dio::prepare`], which works in place, so that the I/O state is not moved around once
+    /// it holds pins.
+    pub(crate) fn new(req: DioRequest, target: Target, pos: u64, ctx: Pin<&'c DioCtx>) -> Self {
+        // INVARIANT: no bio yet.
+        Self {
+            target,
+            ctx,
+            req,
+            pos,
+            len: 0,
+            submitted: Ok(()),
+            waited: false,
+            mem: PinnedMem::empty(),
+            big_vecs: None,
+        }
+    }
+
+    /// Checks the I/O with memory at `buf` (`len` bytes, or `len` iovec segments), keeps the
+    /// page cache coherent for it, and pins the memory; once, before [`Dio::submit`]. Nothing is
+    /// pinned unless every check passed. A single buffer of more than [`INLINE_VECS`] and at
+    /// most [`BIG_VECS`] pages uses the buffer of `lent`, if given, for its pins and its one bio.
     pub(crate) fn prepare(
-        req: DioRequest,
-        target: Target,
-        pos: u64,
+        &mut self,
         buf: UserPtr,
         len: u64,
-        ctx: Pin<&'c DioCtx>,
         lent: Option<&'c mut Lent<'_>>,
-    ) -> Result<Self> {
+    ) -> Result {
+        if self.mem.pages != 0 {
+            return Err(EBUSY);
+        }
+        let req = self.req;
         // A read from the device writes the memory.
         let dir = if req.write {
             Dir::ToDevice
@@ -522,42 +539,31 @@ impl<'c> Dio<'c> {
             None => UserPages::new(buf, len.try_into()?, dir, false)?,
         };
         let bytes = src.remaining();
-        let limits = &target.limits;
+        let limits = &self.target.limits;
         let aligned = match req.iovec {
             None => limits.check_segment(buf.as_const_ptr() as u64, bytes as u64),
             Some(_) => src
                 .user_segments()
                 .all(|(addr, len)| limits.check_segment(addr as u64, len as u64)),
         };
-        if !aligned || !limits.check_range(pos, bytes.try_into()?) {
+        if !aligned || !limits.check_range(self.pos, bytes.try_into()?) {
             return Err(EINVAL);
         }
-        coherent_before(&target, req.write, pos, bytes)?;
+        coherent_before(&self.target, req.write, self.pos, bytes)?;
+        self.len = bytes;
         // The first batch's slots: the context's for a first segment that fits them, the lent
         // buffer's for a single range that fits its one bio.
         let span = src.next_segment_pages();
-        let (first, big_vecs) = match lent {
-            _ if span <= INLINE_VECS => (ctx.take_slots(), None),
+        let first = match lent {
+            _ if span <= INLINE_VECS => self.ctx.take_slots(),
             Some(lent) if req.iovec.is_none() && span <= BIG_VECS => {
                 let BigBuf { pages, vecs } = lent.get()?;
-                (Some(&mut pages[..]), Some(&*vecs))
+                self.big_vecs = Some(&*vecs);
+                Some(&mut pages[..])
             }
-            _ => (None, None),
+            _ => None,
         };
-        let mem = PinnedMem::pin_all(&mut src, first)?;
-        // INVARIANT: no bio yet.
-        Ok(Self {
-            target,
-            ctx,
-            write: req.write,
-            fua: req.fua,
-            pos,
-            len: bytes,
-            submitted: Ok(()),
-            waited: false,
-            mem,
-            big_vecs,
-        })
+        self.mem.pin_all(&mut src, first)
     }
 
     /// The vectors of the context's own bio, if all the pages go in it: its inline ones, or those
@@ -599,13 +605,13 @@ impl<'c> Dio<'c> {
 
     /// The operation and flags of the I/O's bios.
     fn opf(&self) -> u32 {
-        if !self.write {
+        if !self.req.write {
             return bindings::req_op_REQ_OP_READ | 1 << bindings::req_flag_bits___REQ_SYNC;
         }
         let mut opf = bindings::req_op_REQ_OP_WRITE
             | 1 << bindings::req_flag_bits___REQ_SYNC
             | 1 << bindings::req_flag_bits___REQ_IDLE;
-        if self.fua {
+        if self.req.fua {
             opf |= 1 << bindings::req_flag_bits___REQ_FUA;
         }
         opf
@@ -677,11 +683,11 @@ impl<'c> Dio<'c> {
     /// Waits for every bio, releases the pinned pages (dirtying those of a read), and invalidates
     /// the page cache over a written range. Returns the bytes done, or the first error: of a bio,
     /// or else of the submission.
-    pub(crate) fn finish(mut self) -> Result<usize> {
+    pub(crate) fn finish(&mut self) -> Result<usize> {
         self.wait();
         // Every bio completed: the pins can go, the pages of a read dirtied first.
         self.mem.release();
-        if self.write {
+        if self.req.write {
             coherent_after_write(&self.target, self.pos, self.len);
         }
         let status = self.ctx.status.load(Relaxed);
