@@ -26,7 +26,7 @@ pub(crate) fn find_devices() {
 #[kunit_tests(pindio_dio)]
 mod tests {
     use crate::abi::DioRequest;
-    use crate::dio::{self, Dio, DioCtx, Lent, Spare, Target};
+    use crate::dio::{self, Dio, Lent, Spare, Target};
     use crate::ffi::helpers::{BLK_OPEN_READ, BLK_OPEN_WRITE};
     use crate::plan::{BioPlanner, DevLimits};
     use crate::user_mem::{self, pattern};
@@ -153,8 +153,8 @@ mod tests {
             iovec: None,
         };
         let mut lent = spare.map(Lent::from);
-        stack_pin_init!(let ctx = DioCtx::new());
-        let mut io = Dio::new(req, target, pos, ctx.as_ref());
+        dio::stack_dio_ctx!(let ctx);
+        let mut io = Dio::new(req, target, pos, ctx);
         io.prepare(buf, len.try_into()?, lent.as_mut())?;
         dio::plugged(|| io.submit());
         io.finish()

@@ -6,7 +6,7 @@
 //! back once (see [`crate::uarg`]).
 
 use crate::abi::{self, Command, DioRequest};
-use crate::dio::{self, Dio, DioCtx, DioCtxs, Lent, Target};
+use crate::dio::{self, Dio, DioCtxs, Lent, Target};
 use crate::pins::{self, Pins};
 use crate::uapi::{
     pindio_dio, pindio_dio_batch, pindio_pin, pindio_pin_bench, pindio_read_pinned, pindio_unpin,
@@ -22,7 +22,6 @@ use kernel::{
     sync::Mutex,
     uaccess::{UserPtr, UserSlice},
 };
-use pin_init::stack_pin_init;
 
 /// The state of one open file of `/dev/pindio`.
 #[pin_data]
@@ -156,8 +155,8 @@ fn dio_one(spare: &dio::Spare, arg: UserPtr) -> Result<isize> {
     let target = dio_target(&v, &req, None)?;
     // Declared before the context and the I/O: given back after both are gone.
     let mut lent = Lent::from(spare);
-    stack_pin_init!(let ctx = DioCtx::new());
-    let mut io = Dio::new(req, target, v.offset, ctx.as_ref());
+    dio::stack_dio_ctx!(let ctx);
+    let mut io = Dio::new(req, target, v.offset, ctx);
     io.prepare(user_ptr(v.buf)?, v.len, Some(&mut lent))?;
     // One bio goes straight to the driver and is waited for, as in `__blkdev_direct_IO_simple`
     // (a plug costs about 2 µs of TCG time per 4 KiB read here); several go out together when

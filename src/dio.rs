@@ -245,24 +245,29 @@ pub(crate) struct DioCtx {
     pending: Atomic<i32>,
     status: Atomic<i32>,
     inline: Atomic<i32>,
+    #[pin]
     bio: Opaque<bindings::bio>,
+    #[pin]
     vecs: Opaque<[bindings::bio_vec; INLINE_VECS]>,
     slots_lent: Atomic<i32>,
+    #[pin]
     slots: Opaque<[*mut bindings::page; INLINE_VECS]>,
 }
 
 impl DioCtx {
-    /// No bio yet; the submitter's reference is taken.
+    /// No bio yet; the submitter's reference is taken. The bio, its vectors and the page slots
+    /// are left uninitialised (`bio_init` and [`DioCtx::take_slots`] initialise them): written
+    /// as `Opaque::uninit()` values, they were zeroed, 368 bytes per I/O.
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             done <- IoCompletion::new(),
             pending: Atomic::new(1),
             status: Atomic::new(0),
             inline: Atomic::new(INLINE_FREE),
-            bio: Opaque::uninit(),
-            vecs: Opaque::uninit(),
+            bio <- Opaque::ffi_init(|_| {}),
+            vecs <- Opaque::ffi_init(|_| {}),
             slots_lent: Atomic::new(0),
-            slots: Opaque::uninit(),
+            slots <- Opaque::ffi_init(|_| {}),
         })
     }
 
@@ -315,6 +320,23 @@ impl DioCtx {
         }
     }
 }
+
+/// Makes `$ctx`, a fresh [`DioCtx`] pinned on the caller's stack (`Pin<&DioCtx>`), as
+/// `stack_pin_init!` does, but without first writing the whole slot: that costs a memset of the
+/// context's 550 bytes per I/O.
+macro_rules! stack_dio_ctx {
+    (let $ctx:ident) => {
+        let mut slot = ::core::mem::MaybeUninit::<$crate::dio::DioCtx>::uninit();
+        // SAFETY: `slot` is valid for writes and pinned from here on (below); `DioCtx::new`
+        // cannot fail.
+        unsafe { ::pin_init::raw_init(slot.as_mut_ptr(), $crate::dio::DioCtx::new()) };
+        // SAFETY: Initialised above. `slot` is a local of the caller's frame that the caller
+        // cannot name (macro hygiene), so it is neither moved nor reused before it goes out of
+        // scope; a `DioCtx` needs no drop.
+        let $ctx = unsafe { ::core::pin::Pin::new_unchecked(slot.assume_init_ref()) };
+    };
+}
+pub(crate) use stack_dio_ctx;
 
 /// Contexts for `n` direct I/Os in one allocation (`PINDIO_IOC_DIO_BATCH`).
 ///
