@@ -609,7 +609,14 @@ impl<'c> Dio<'c> {
     /// `__blkdev_direct_IO_simple` does (`submit_bio_wait`): the bio is done when this returns,
     /// so nothing is accounted in the context. An error becomes the result of [`Dio::finish`].
     pub(crate) fn submit_wait(&mut self) {
+        if self.waited {
+            self.submitted = Err(EBUSY);
+            return;
+        }
         self.submitted = self.submit_one_wait();
+        // Nothing is in flight, nothing more is submitted ([`Dio::submit`] refuses), and the
+        // context accounted nothing: there is nothing to wait for.
+        self.waited = true;
     }
 
     fn submit_one_wait(&mut self) -> Result {
@@ -644,6 +651,11 @@ impl<'c> Dio<'c> {
     /// On error the bios submitted so far stay in flight and accounted; the error becomes the
     /// result of [`Dio::finish`] unless a bio failed first.
     pub(crate) fn submit(&mut self) {
+        // Once waited for, no bio may go out: nothing would wait for it.
+        if self.waited {
+            self.submitted = Err(EBUSY);
+            return;
+        }
         self.submitted = self.submit_bios();
     }
 

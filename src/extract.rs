@@ -650,8 +650,12 @@ impl UserPages {
 
 impl Drop for UserPages {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant `iov` is null or the array import_iovec allocated, and
-        // nothing refers to it once the iterator is dropped.
+        // A single range has no array.
+        if self.iov.is_null() {
+            return;
+        }
+        // SAFETY: By the type invariant `iov` is the array import_iovec allocated, and nothing
+        // refers to it once the iterator is dropped.
         unsafe { bindings::kfree(self.iov.cast()) };
     }
 }
