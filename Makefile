@@ -6,8 +6,10 @@
 #   make test     host tests + KUnit and user tests in QEMU; last line "N passed, N failed"
 #   make run      boot QEMU, load the module and show what it does with the CLI
 #   make shell    boot QEMU to an interactive shell with the module loaded
-#   make bench    boot the bench kernel (the test kernel without its debug options; cached) in
-#                 QEMU and run the benchmarks (PINDIO_BENCH_MIB, default 512)
+#   make bench    boot the bench kernel (the test kernel without its debug options, -O2; cached)
+#                 in QEMU and run the benchmarks (PINDIO_BENCH_MIB, _SECS, _ROUNDS)
+#   make profile  executed blocks per I/O, by function, of one DIO benchmark path, pindio's and
+#                 the kernel's, under a QEMU TCG plugin (PROFILE=qd1|read|write|batch)
 #   make kernel   build (or reuse) the cached test kernel only
 #   make setup    install what is missing (Debian packages, bindgen)
 #   make clippy   clippy over the module (through Kbuild) and the tools
@@ -17,6 +19,7 @@
 # KDIR=<tree> builds against your own Rust-enabled, already built kernel tree instead.
 
 SHELL := /bin/bash
+PROFILE ?= qd1
 TOP := $(CURDIR)
 SCRIPTS := $(TOP)/scripts
 OUT := $(TOP)/out
@@ -56,7 +59,7 @@ BENCH_KDIR = $(KDIR)
 BENCH_MOD := $(TOP)
 endif
 
-.PHONY: all setup kernel bench-module module tools test run shell bench clippy fmt fmt-check clean host-test
+.PHONY: all setup kernel bench-module module tools test run shell bench profile clippy fmt fmt-check clean host-test
 
 all: module tools
 
@@ -91,6 +94,9 @@ shell: all
 
 bench: bench-module tools
 	@KDIR=$(BENCH_KDIR) MOD_DIR=$(BENCH_MOD) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/qemu bench
+
+profile: bench-module tools
+	@KDIR=$(BENCH_KDIR) MOD_DIR=$(BENCH_MOD) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/profile $(PROFILE)
 
 bench-module: setup
 ifeq ($(OWN_KDIR),)

@@ -58,6 +58,33 @@ impl Seq {
     }
 }
 
+/// One path of one measurement, to run alone (`--only`, for profiling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Only {
+    /// `qd1`, `read`, `write` or `batch`; `idle` runs nothing.
+    measure: &'static str,
+    /// The kernel's path instead of pindio's.
+    kernel: bool,
+}
+
+impl Only {
+    const MEASURES: [&'static str; 5] = ["qd1", "read", "write", "batch", "idle"];
+
+    /// `qd1`, `qd1-kernel`, ..., `idle`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (name, kernel) = match s.strip_suffix("-kernel") {
+            Some(name) => (name, true),
+            None => (s, false),
+        };
+        match Self::MEASURES.iter().find(|&&m| m == name) {
+            Some(&measure) if !(kernel && measure == "idle") => Ok(Self { measure, kernel }),
+            _ => Err(format!(
+                "not one of qd1, read, write, batch (each also with -kernel), idle: {s}"
+            )),
+        }
+    }
+}
+
 /// Runs `op` (which does `n` operations per call) for `secs`; returns operations per second.
 fn rate(secs: f64, n: u64, mut op: impl FnMut() -> Result<()>) -> Result<f64> {
     let limit = Duration::from_secs_f64(secs);
@@ -76,6 +103,30 @@ struct Compared {
     best: (f64, f64),
     /// The median over the rounds of ours / theirs.
     paired: f64,
+}
+
+/// Compares the paths of `measure` over `rounds` rounds ([`compare`]), or, if `only` selects one
+/// of them, runs that one once and prints its rate; `None` then, and when `only` selects
+/// another measurement.
+fn measure(
+    measure: &str,
+    rounds: u32,
+    only: Option<Only>,
+    mut ours: impl FnMut() -> Result<f64>,
+    mut theirs: impl FnMut() -> Result<f64>,
+) -> Result<Option<Compared>> {
+    let Some(only) = only else {
+        return compare(rounds, ours, theirs).map(Some);
+    };
+    if only.measure == measure {
+        let (rate, side) = if only.kernel {
+            (theirs()?, "-kernel")
+        } else {
+            (ours()?, "")
+        };
+        println!("{measure}{side}: {rate:.0} ops/s");
+    }
+    Ok(None)
 }
 
 /// Runs `rounds` rounds of each path, alternating which runs first.
@@ -116,8 +167,8 @@ fn report(what: &str, unit: &str, scale: f64, c: Compared, kernel: &str) {
     );
 }
 
-/// Runs the whole benchmark on the block device at `path`.
-pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32) -> Result<()> {
+/// Runs the whole benchmark on the block device at `path`, or only the path `only` selects.
+pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32, only: Option<Only>) -> Result<()> {
     let f = open_blockdev(path, true, false)?;
     let direct = open_blockdev(path, true, true)?;
     // A block device's size: its metadata says 0, its end is where a seek ends.
@@ -126,21 +177,25 @@ pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32) -> Result<()> {
     let fd = f.as_raw_fd();
     let mut buf = Buf::new(QD * 4096 + (1 << 20))?;
     let addr = buf.addr();
-    println!(
-        "direct-I/O benchmark on {path} ({} MiB), {rounds} rounds of {secs} s each \
-         (rates: the best round; ratio: of the best rounds; median: of the rounds' ratios)",
-        size >> 20
-    );
-    println!(
-        "{:<34} {:>12} {:>12} {:<6} {:>7} {:>7}",
-        "", "pindio", "kernel", "unit", "ratio", "median"
-    );
+    if only.is_none() {
+        println!(
+            "direct-I/O benchmark on {path} ({} MiB), {rounds} rounds of {secs} s each \
+             (rates: the best round; ratio: of the best rounds; median: of the rounds' ratios)",
+            size >> 20
+        );
+        println!(
+            "{:<34} {:>12} {:>12} {:<6} {:>7} {:>7}",
+            "", "pindio", "kernel", "unit", "ratio", "median"
+        );
+    }
 
     // 4 KiB random reads, one at a time.
     // The same offsets for both paths.
     let (mut rng, mut rng2) = (Rng(0x9e37_79b9_7f4a_7c15), Rng(0x9e37_79b9_7f4a_7c15));
-    let qd1 = compare(
+    let qd1 = measure(
+        "qd1",
         rounds,
+        only,
         || {
             rate(secs, 1, || {
                 let mut req = dio_req(fd, false, rng.offset(size, 4096), DioMem::Buf(addr, 4096));
@@ -156,7 +211,9 @@ pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32) -> Result<()> {
             })
         },
     )?;
-    report("4 KiB random read, QD1", "IOPS", 1.0, qd1, "pread O_DIRECT");
+    if let Some(qd1) = qd1 {
+        report("4 KiB random read, QD1", "IOPS", 1.0, qd1, "pread O_DIRECT");
+    }
 
     // 1 MiB sequential reads and writes.
     for write in [false, true] {
@@ -164,8 +221,10 @@ pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32) -> Result<()> {
         let (mut ours, mut theirs) = (Seq::new(size), Seq::new(size));
         let mut next = || ours.next();
         let mut next2 = || theirs.next();
-        let r = compare(
+        let r = measure(
+            if write { "write" } else { "read" },
             rounds,
+            only,
             || {
                 rate(secs, 1 << 20, || {
                     let mut req = dio_req(fd, write, next(), DioMem::Buf(addr, 1 << 20));
@@ -190,14 +249,18 @@ pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32) -> Result<()> {
         } else {
             ("1 MiB sequential read", "pread O_DIRECT")
         };
-        report(what, "MB/s", 1e6, r, kernel);
+        if let Some(r) = r {
+            report(what, "MB/s", 1e6, r, kernel);
+        }
     }
 
     // 4 KiB random reads, 32 at a time.
     let mut ring = IoUring::new(QD as u32 * 2).context("io_uring_setup")?;
     let dfd = direct.as_raw_fd();
-    let batch = compare(
+    let batch = measure(
+        "batch",
         rounds,
+        only,
         || {
             rate(secs, QD as u64, || {
                 let mut reqs: Vec<_> = (0..QD)
@@ -234,12 +297,54 @@ pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32) -> Result<()> {
             })
         },
     )?;
-    report(
-        "4 KiB random read, 32 per batch",
-        "IOPS",
-        1.0,
-        batch,
-        "io_uring QD32",
-    );
+    if let Some(batch) = batch {
+        report(
+            "4 KiB random read, 32 per batch",
+            "IOPS",
+            1.0,
+            batch,
+            "io_uring QD32",
+        );
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Only;
+
+    #[test]
+    fn only_parses_each_path_and_rejects_the_rest() {
+        assert_eq!(
+            Only::parse("qd1"),
+            Ok(Only {
+                measure: "qd1",
+                kernel: false
+            })
+        );
+        assert_eq!(
+            Only::parse("batch-kernel"),
+            Ok(Only {
+                measure: "batch",
+                kernel: true
+            })
+        );
+        assert_eq!(
+            Only::parse("idle"),
+            Ok(Only {
+                measure: "idle",
+                kernel: false
+            })
+        );
+        for bad in [
+            "",
+            "idle-kernel",
+            "qd2",
+            "-kernel",
+            "read-kernel-kernel",
+            "QD1",
+        ] {
+            assert!(Only::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -112,6 +112,10 @@ enum Bench {
         /// Rounds per measurement, alternating the two paths; the best is reported.
         #[arg(long, default_value_t = 5)]
         rounds: u32,
+        /// Run one path alone for `--secs` and print its rate (for `make profile`): qd1, read,
+        /// write or batch (pindio), the same with `-kernel` (the kernel's path), or idle.
+        #[arg(long, value_parser = dio_bench::Only::parse)]
+        only: Option<dio_bench::Only>,
     },
 }
 
@@ -476,7 +480,8 @@ fn main() -> Result<()> {
             dev: path,
             secs,
             rounds,
-        }) => dio_bench::run(&dev, &path, secs, rounds),
+            only,
+        }) => dio_bench::run(&dev, &path, secs, rounds, only),
         Command::Bench(Bench::Pin {
             mib,
             pages_per_call,
