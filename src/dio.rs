@@ -2,13 +2,14 @@
 
 //! Direct I/O: bios built straight from pinned user pages, submitted through the block layer.
 //!
-//! A [`Dio`] goes through three steps, so that many of them can have their bios in flight at
-//! once (`PINDIO_IOC_DIO_BATCH`):
+//! A [`Dio`] (made by [`Dio::new`] for a checked [`Target`]) goes through three steps, in
+//! place, so that many of them can have their bios in flight at once (`PINDIO_IOC_DIO_BATCH`):
 //!
-//! 1. [`Dio::prepare`]: checks the target and the alignment (before anything is pinned), keeps
+//! 1. [`Dio::prepare`]: checks the range and the alignment (before anything is pinned), keeps
 //!    the page cache coherent, and pins all the memory into batches it owns;
 //! 2. [`Dio::submit`]: cuts the pages into bios ([`BioPlanner`]) and submits them, each bio
-//!    accounted in the request's [`DioCtx`];
+//!    accounted in the request's [`DioCtx`]; or, for an I/O that fits one bio and is waited
+//!    for alone (`PINDIO_IOC_DIO`), [`Dio::submit_wait`]: that bio with `submit_bio_wait`;
 //! 3. [`Dio::finish`]: waits for every submitted bio, then releases the pins (dirtying the pages
 //!    of a read first) by dropping the batches, and invalidates the page cache after a write.
 //!
