@@ -621,16 +621,26 @@ impl<'c> Dio<'c> {
     }
 
     fn submit_one_wait(&mut self) -> Result {
-        let (vecs, n) = self.inline_vecs().ok_or(EINVAL)?;
+        self.one_bio_filled()?.ok_or(EINVAL)?.submit_wait()
+    }
+
+    /// Everything in one bio, if it fits ([`Dio::one_bio`]): the context's own, allocated from
+    /// nothing, over its own vectors or those of the lent buffer, with every page added. Every
+    /// piece gets a vector and the whole is a number of blocks (checked at prepare), so there is
+    /// nothing to cut.
+    fn one_bio_filled(&mut self) -> Result<Option<OpenBio<'c>>> {
+        let Some((vecs, n)) = self.inline_vecs() else {
+            return Ok(None);
+        };
         let sector = self.pos >> bindings::SECTOR_SHIFT;
         // SAFETY: `vecs` are the context's or the lent buffer's, `n` of them, both borrowed for
-        // `'c`, and the bio is done with them when `submit_wait` returns.
+        // `'c`, past every wait of the context and past `submit_bio_wait`'s return.
         let mut bio =
             unsafe { OpenBio::inline(&self.target, self.opf(), sector, self.ctx, vecs, n) }?;
         for batch in self.mem.batches() {
             bio.add_all(batch)?;
         }
-        bio.submit_wait()
+        Ok(Some(bio))
     }
 
     /// The operation and flags of the I/O's bios.
@@ -662,22 +672,13 @@ impl<'c> Dio<'c> {
 
     fn submit_bios(&mut self) -> Result {
         let ctx = self.ctx;
-        let opf = self.opf();
-        let mut sector = self.pos >> bindings::SECTOR_SHIFT;
-        let target = &self.target;
-        // Everything in one bio: the context's own, allocated from nothing, over its own
-        // vectors or those of the lent buffer. Every piece gets a vector and the whole is a
-        // number of blocks (checked at prepare), so there is nothing to cut.
-        if let Some((vecs, n)) = self.inline_vecs() {
-            // SAFETY: `vecs` are the context's or the lent buffer's, `n` of them, both
-            // borrowed for `'c`, past every wait of the context.
-            let mut bio = unsafe { OpenBio::inline(target, opf, sector, ctx, vecs, n) }?;
-            for batch in self.mem.batches() {
-                bio.add_all(batch)?;
-            }
+        if let Some(mut bio) = self.one_bio_filled()? {
             bio.submit(ctx);
             return Ok(());
         }
+        let opf = self.opf();
+        let mut sector = self.pos >> bindings::SECTOR_SHIFT;
+        let target = &self.target;
         let mut planner = BioPlanner::new(self.target.limits.lbs.try_into()?).ok_or(EINVAL)?;
         let mut bio = OpenBio::none();
         let mut pieces_left = self.mem.pages;
