@@ -141,7 +141,7 @@ mod tests {
     /// borrowing the memory of `spare` if given.
     fn dio(
         write: bool,
-        target: Target,
+        target: Target<'_>,
         pos: u64,
         buf: kernel::uaccess::UserPtr,
         len: usize,

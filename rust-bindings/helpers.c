@@ -1,13 +1,44 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * pindio's C helpers: each wraps one static inline kernel function that Rust cannot call.
- * Declared in helpers.h, which bindgen reads; keep the two in step.
+ * pindio's C helpers: each wraps static inline kernel functions (or macros) that Rust cannot
+ * call. Declared in helpers.h, which bindgen reads; keep the two in step.
  */
 #include "helpers.h"
+#include "../include/uapi/linux/pindio.h"
 
 int pindio_copy_struct_from_user(void *dst, size_t ksize, const void __user *src, size_t usize)
 {
 	return copy_struct_from_user(dst, ksize, src, usize);
+}
+
+int pindio_read_dio(void *dst, const void __user *src)
+{
+	u64 *d = dst;
+	const u64 __user *s = src;
+	size_t i;
+
+	BUILD_BUG_ON(sizeof(struct pindio_dio) % sizeof(u64));
+	if (!user_read_access_begin(src, sizeof(struct pindio_dio)))
+		return -EFAULT;
+	/* A constant trip count: the compiler unrolls it into plain loads. */
+	for (i = 0; i < sizeof(struct pindio_dio) / sizeof(u64); i++)
+		unsafe_get_user(d[i], &s[i], efault);
+	user_read_access_end();
+	return 0;
+efault:
+	user_read_access_end();
+	return -EFAULT;
+}
+
+struct file *pindio_fdget(unsigned int fd, struct fd *f)
+{
+	*f = fdget(fd);
+	return fd_file(*f);
+}
+
+void pindio_fdput(struct fd f)
+{
+	fdput(f);
 }
 
 size_t pindio_iov_iter_count(const struct iov_iter *i)
@@ -30,37 +61,19 @@ bool pindio_page_maybe_dma_pinned(struct page *page)
 	return folio_maybe_dma_pinned(page_folio(page));
 }
 
-unsigned int pindio_bdev_logical_block_size(struct block_device *bdev)
+struct block_device *pindio_file_bdev(struct file *file, unsigned int *modes, unsigned int *lbs,
+				      unsigned int *dma_alignment, loff_t *nr_bytes)
 {
-	return bdev_logical_block_size(bdev);
-}
+	struct block_device *bdev;
 
-unsigned int pindio_bdev_dma_alignment(struct block_device *bdev)
-{
-	return bdev_dma_alignment(bdev);
-}
-
-loff_t pindio_bdev_nr_bytes(struct block_device *bdev)
-{
-	return bdev_nr_bytes(bdev);
-}
-
-bool pindio_bdev_read_only(struct block_device *bdev)
-{
-	return bdev_read_only(bdev);
-}
-
-bool pindio_file_is_blkdev(struct file *file)
-{
-	return S_ISBLK(file_inode(file)->i_mode);
-}
-
-bool pindio_file_readable(struct file *file)
-{
-	return file->f_mode & FMODE_READ;
-}
-
-bool pindio_file_writable(struct file *file)
-{
-	return file->f_mode & FMODE_WRITE;
+	if (!S_ISBLK(file_inode(file)->i_mode))
+		return NULL;
+	bdev = file_bdev(file);
+	*modes = (file->f_mode & FMODE_READ ? PINDIO_TARGET_READ : 0) |
+		 (file->f_mode & FMODE_WRITE ? PINDIO_TARGET_WRITE : 0) |
+		 (bdev_read_only(bdev) ? PINDIO_TARGET_RO : 0);
+	*lbs = bdev_logical_block_size(bdev);
+	*dma_alignment = bdev_dma_alignment(bdev);
+	*nr_bytes = bdev_nr_bytes(bdev);
+	return bdev;
 }

@@ -8,6 +8,7 @@
 #define PINDIO_HELPERS_H
 
 #include <linux/blkdev.h>
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
@@ -17,6 +18,21 @@
 /* copy_struct_from_user(): extensible ioctl argument structs. */
 int pindio_copy_struct_from_user(void *dst, size_t ksize, const void __user *src, size_t usize);
 
+/*
+ * Copies a struct pindio_dio (the uapi header's, of this build) from user space in one user
+ * access of unrolled 8-byte loads (unsafe_get_user), not through copy_from_user()'s out-of-line
+ * copy loop: the argument of every direct I/O. 0 or -EFAULT.
+ */
+int pindio_read_dio(void *dst, const void __user *src);
+
+/*
+ * fdget(), and the file it found (fd_file(); NULL if none); *f is for pindio_fdput(). The
+ * rules of fdget() apply: put before the system call returns, no fork or close in between.
+ */
+struct file *pindio_fdget(unsigned int fd, struct fd *f);
+/* fdput(). */
+void pindio_fdput(struct fd f);
+
 /* iov_iter accessors: the remaining count, and the current user segment. */
 size_t pindio_iov_iter_count(const struct iov_iter *i);
 void __user *pindio_iter_iov_addr(const struct iov_iter *i);
@@ -25,16 +41,18 @@ size_t pindio_iter_iov_len(const struct iov_iter *i);
 /* folio_maybe_dma_pinned() of a page: whether a page holds FOLL_PIN pins (the KUnit suites check it). */
 bool pindio_page_maybe_dma_pinned(struct page *page);
 
-/* Block devices: the limits a direct I/O must respect. */
-unsigned int pindio_bdev_logical_block_size(struct block_device *bdev);
-unsigned int pindio_bdev_dma_alignment(struct block_device *bdev);
-loff_t pindio_bdev_nr_bytes(struct block_device *bdev);
-bool pindio_bdev_read_only(struct block_device *bdev);
-
-/* Files: whether one is a block device, and whether it was opened for reading / writing. */
-bool pindio_file_is_blkdev(struct file *file);
-bool pindio_file_readable(struct file *file);
-bool pindio_file_writable(struct file *file);
+/*
+ * The block device a file is open on, and what a direct I/O checks of it, in one call (the
+ * accessors are static inline): NULL if the file is not a block device. Otherwise *modes has
+ * PINDIO_TARGET_READ / PINDIO_TARGET_WRITE for the file's open modes and PINDIO_TARGET_RO for a
+ * read-only device, and *lbs, *dma_alignment and *nr_bytes are the device's logical block size,
+ * DMA alignment mask and size.
+ */
+#define PINDIO_TARGET_READ	1u
+#define PINDIO_TARGET_WRITE	2u
+#define PINDIO_TARGET_RO	4u
+struct block_device *pindio_file_bdev(struct file *file, unsigned int *modes, unsigned int *lbs,
+				      unsigned int *dma_alignment, loff_t *nr_bytes);
 
 /*
  * Macros the kernel crate does not bind, as constants bindgen can read (the PINDIO_CONST_ prefix
@@ -48,6 +66,10 @@ const unsigned long PINDIO_CONST_MAP_ANONYMOUS = MAP_ANONYMOUS;
 /* And the open modes the KUnit suites open a block device with. */
 const unsigned int PINDIO_CONST_BLK_OPEN_READ = (unsigned int)BLK_OPEN_READ;
 const unsigned int PINDIO_CONST_BLK_OPEN_WRITE = (unsigned int)BLK_OPEN_WRITE;
+/* The bits of pindio_file_bdev(). */
+const unsigned int PINDIO_CONST_TARGET_READ = PINDIO_TARGET_READ;
+const unsigned int PINDIO_CONST_TARGET_WRITE = PINDIO_TARGET_WRITE;
+const unsigned int PINDIO_CONST_TARGET_RO = PINDIO_TARGET_RO;
 #endif
 
 #endif /* PINDIO_HELPERS_H */

@@ -6,7 +6,7 @@
 //! back once (see [`crate::uarg`]).
 
 use crate::abi::{self, Command, DioRequest};
-use crate::dio::{self, Dio, DioCtxs, Lent, Target};
+use crate::dio::{self, Dio, DioCtxs, FdFile, Lent, Target};
 use crate::pins::{self, Pins};
 use crate::uapi::{
     pindio_dio, pindio_dio_batch, pindio_pin, pindio_pin_bench, pindio_read_pinned, pindio_unpin,
@@ -128,22 +128,21 @@ impl PindioFile {
     }
 }
 
-/// The target of the direct I/O `v` describes, checked for the transfer `req`. `last` is the
-/// target of the previous request of a batch: a request on the same fd, in the same direction,
-/// uses it again instead of looking the fd up.
+/// The target of the direct I/O `v` of a batch describes, checked for the transfer `req`.
+/// `last` is the target of the previous request: a request on the same fd, in the same
+/// direction, uses it again instead of looking the fd up.
 fn dio_target(
     v: &pindio_dio,
     req: &DioRequest,
-    last: Option<&mut Option<(i32, Target)>>,
-) -> Result<Target> {
+    last: &mut Option<(i32, Target<'static>)>,
+) -> Result<Target<'static>> {
     match last {
-        Some(Some((fd, t))) if *fd == v.fd && t.write() == req.write => Ok(t.clone()),
-        Some(last) => {
+        Some((fd, t)) if *fd == v.fd && t.write() == req.write => Ok(t.clone()),
+        _ => {
             let t = Target::from_fd(v.fd, req.write)?;
             *last = Some((v.fd, t.clone()));
             Ok(t)
         }
-        None => Target::from_fd(v.fd, req.write),
     }
 }
 
@@ -152,7 +151,10 @@ fn dio_target(
 fn dio_one(spare: &dio::Spare, arg: UserPtr) -> Result<isize> {
     let v = ExtArg::<pindio_dio>::read(arg)?.val;
     let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
-    let target = dio_target(&v, &req, None)?;
+    // SAFETY: Dropped when this returns, before the ioctl does; nothing here closes a file or
+    // clones the task.
+    let file = unsafe { FdFile::get(v.fd) }?;
+    let target = Target::borrowed(&file, req.write)?;
     // Declared before the context and the I/O: given back after both are gone.
     let mut lent = Lent::from(spare);
     dio::stack_dio_ctx!(let ctx);
@@ -192,7 +194,7 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
             }
             let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
             mem = (user_ptr(v.buf)?, v.len);
-            let target = dio_target(&v, &req, Some(&mut last))?;
+            let target = dio_target(&v, &req, &mut last)?;
             Ok(Dio::new(req, target, v.offset, ctx))
         });
         ios.push(io, GFP_KERNEL)?;

@@ -20,7 +20,7 @@ use crate::abi::DioRequest;
 use crate::extract::{Dir, HeapSlots, PageSlots, PinnedBatch, UserPages};
 use crate::ffi::helpers;
 use crate::plan::{BioPlanner, DevLimits};
-use core::{mem::MaybeUninit, pin::Pin, ptr};
+use core::{marker::PhantomData, mem::MaybeUninit, pin::Pin, ptr};
 use kernel::{
     bindings,
     fs::LocalFile,
@@ -36,22 +36,67 @@ use kernel::{
 };
 use pin_init::Zeroable;
 
-/// A block device the caller opened itself, as the target of a direct I/O.
+/// A file looked up by descriptor for the length of one system call (`fdget`), as `pread`
+/// gets its file: while the calling task's descriptor table is not shared, no reference is
+/// taken, as nothing else can close the descriptor before the call returns.
 ///
 /// # Invariants
 ///
-/// `bdev` is the block device of `file` (`file_bdev()`), which stays valid while the file
-/// reference is held. `write` says whether it was checked for writing (else for reading).
+/// `fd` came from `fdget`, and `file` is its file (not null). It is put once, on drop, before
+/// the system call that got it returns (see [`FdFile::get`]); it is not `Send`.
+pub(crate) struct FdFile {
+    fd: bindings::fd,
+    file: *mut bindings::file,
+}
+
+impl FdFile {
+    /// The file open at `fd`; `EBADF` if there is none.
+    ///
+    /// # Safety
+    ///
+    /// The caller drops it before the current system call returns, and neither closes `fd`
+    /// nor clones the task in between (the rules of `fdget`).
+    pub(crate) unsafe fn get(fd: i32) -> Result<Self> {
+        let fd = u32::try_from(fd).map_err(|_| EBADF)?;
+        let mut f = bindings::fd::default();
+        // SAFETY: `f` is valid for writes; the caller keeps fdget's rules.
+        let file = unsafe { helpers::pindio_fdget(fd, &mut f) };
+        if file.is_null() {
+            return Err(EBADF);
+        }
+        // INVARIANT: from `fdget`, with its file; the caller puts it in time.
+        Ok(Self { fd: f, file })
+    }
+}
+
+impl Drop for FdFile {
+    fn drop(&mut self) {
+        // SAFETY: From `fdget`, put once (type invariant).
+        unsafe { helpers::pindio_fdput(self.fd) };
+    }
+}
+
+/// A block device the caller opened itself, as the target of a direct I/O, for as long as
+/// `'f`.
+///
+/// # Invariants
+///
+/// `file` is valid for `'f`: held by `_owner`, or else borrowed from an [`FdFile`] that lives
+/// for `'f`. `bdev` is its block device (`file_bdev()`). `write` says whether it was checked for
+/// writing (else for reading).
 #[derive(Clone)]
-pub(crate) struct Target {
-    file: ARef<LocalFile>,
+pub(crate) struct Target<'f> {
+    file: *mut bindings::file,
+    _owner: Option<ARef<LocalFile>>,
+    borrowed: PhantomData<&'f FdFile>,
     bdev: *mut bindings::block_device,
     limits: DevLimits,
     write: bool,
 }
 
-impl Target {
-    /// The block device open at `fd`, checked for a transfer in `dir`.
+impl Target<'static> {
+    /// The block device open at `fd`, checked for a transfer in `dir`; it takes a reference to
+    /// the file (`fget`).
     ///
     /// `EBADF` if `fd` is not open, or not open for reading (for a read) or writing (for a
     /// write); `ENOTBLK` if it is not a block device; `EPERM` for a write to a read-only device.
@@ -64,38 +109,58 @@ impl Target {
     /// does.
     pub(crate) fn from_file(file: ARef<LocalFile>, write: bool) -> Result<Self> {
         let f = file.as_ptr();
-        // SAFETY: `f` is a valid file while `file` holds its reference.
-        if !unsafe { helpers::pindio_file_is_blkdev(f) } {
+        // SAFETY: `f` is valid while `file` holds its reference, which the target keeps.
+        unsafe { Self::new(f, Some(file), write) }
+    }
+}
+
+impl<'f> Target<'f> {
+    /// The block device of `file`, borrowed, checked for a transfer in `dir` as
+    /// [`Target::from_fd`] does.
+    pub(crate) fn borrowed(file: &'f FdFile, write: bool) -> Result<Self> {
+        // SAFETY: The file of an `FdFile` is valid while it lives, for `'f`.
+        unsafe { Self::new(file.file, None, write) }
+    }
+
+    /// # Safety
+    ///
+    /// `f` is a valid file for `'f`, held by `owner` if it is given.
+    unsafe fn new(
+        f: *mut bindings::file,
+        owner: Option<ARef<LocalFile>>,
+        write: bool,
+    ) -> Result<Self> {
+        let (mut modes, mut lbs, mut dma_mask, mut dev_bytes) = (0, 0, 0, 0);
+        // SAFETY: `f` is a valid file (the function's safety requirements); the out pointers
+        // are valid for writes.
+        let bdev = unsafe {
+            helpers::pindio_file_bdev(f, &mut modes, &mut lbs, &mut dma_mask, &mut dev_bytes)
+        };
+        if bdev.is_null() {
             return Err(ENOTBLK);
         }
-        // SAFETY: As above.
-        let allowed = unsafe {
-            if write {
-                helpers::pindio_file_writable(f)
-            } else {
-                helpers::pindio_file_readable(f)
-            }
+        let need = if write {
+            helpers::TARGET_WRITE
+        } else {
+            helpers::TARGET_READ
         };
-        if !allowed {
+        if modes & need == 0 {
             return Err(EBADF);
         }
-        // SAFETY: `f` is a valid block-device file (checked above).
-        let bdev = unsafe { bindings::file_bdev(f) };
-        // SAFETY: `bdev` is the valid block device of the open file.
-        if write && unsafe { helpers::pindio_bdev_read_only(bdev) } {
+        if write && modes & helpers::TARGET_RO != 0 {
             return Err(EPERM);
         }
-        // SAFETY: As above, for each of the three queries.
-        let limits = unsafe {
-            DevLimits {
-                lbs: helpers::pindio_bdev_logical_block_size(bdev).into(),
-                dma_mask: helpers::pindio_bdev_dma_alignment(bdev).into(),
-                dev_bytes: helpers::pindio_bdev_nr_bytes(bdev).try_into()?,
-            }
+        let limits = DevLimits {
+            lbs: lbs.into(),
+            dma_mask: dma_mask.into(),
+            dev_bytes: dev_bytes.try_into()?,
         };
-        // INVARIANT: `bdev` is the block device of `file`, held here, checked for `write`.
+        // INVARIANT: `f` is valid for `'f` (held by `owner` if given), `bdev` its block device,
+        // checked for `write`.
         Ok(Self {
-            file,
+            file: f,
+            _owner: owner,
+            borrowed: PhantomData,
             bdev,
             limits,
             write,
@@ -109,8 +174,9 @@ impl Target {
 
     /// The page cache of the block device.
     fn mapping(&self) -> *mut bindings::address_space {
-        // SAFETY: The file is valid while `self.file` holds it; `f_mapping` is set at open.
-        unsafe { (*self.file.as_ptr()).f_mapping }
+        // SAFETY: The file is valid while the target lives (type invariant); `f_mapping` is set
+        // at open.
+        unsafe { (*self.file).f_mapping }
     }
 }
 
@@ -272,22 +338,32 @@ impl DioCtx {
         })
     }
 
-    /// The context's [`INLINE_VECS`] page slots, emptied, for the one I/O that asks first.
+    /// The first `n` of the context's [`INLINE_VECS`] page slots (all of them if `n` is more),
+    /// emptied, for the one I/O that asks first. Only those are written: a 4 KiB I/O empties one.
     #[allow(
         clippy::mut_from_ref,
         reason = "lent once: `slots_lent` is claimed atomically before the borrow is made"
     )]
-    fn take_slots<'c>(self: Pin<&'c Self>) -> Option<&'c mut [*mut bindings::page]> {
+    fn take_slots<'c>(self: Pin<&'c Self>, n: usize) -> Option<&'c mut [*mut bindings::page]> {
         let ctx = self.get_ref();
         if ctx.slots_lent.xchg(1, Full) != 0 {
             return None;
         }
-        let slots = ctx.slots.get();
-        // SAFETY: `slots` is valid for writes and lent once (claimed above, type invariant), so
-        // this is the only reference to it for as long as the context lives.
+        let n = n.min(INLINE_VECS);
+        let slots = ctx.slots.get().cast::<*mut bindings::page>();
+        // SAFETY: `slots` points to `INLINE_VECS >= n` slots, valid for writes and lent once
+        // (claimed above, type invariant), so this is the only reference to them for as long as
+        // the context lives; the first `n` are initialised here.
         unsafe {
-            slots.write([ptr::null_mut(); INLINE_VECS]);
-            Some(&mut *slots)
+            // One store for a one-page I/O: the loop becomes a `memset` call.
+            if n == 1 {
+                slots.write(ptr::null_mut());
+            } else {
+                for i in 0..n {
+                    slots.add(i).write(ptr::null_mut());
+                }
+            }
+            Some(core::slice::from_raw_parts_mut(slots, n))
         }
     }
 
@@ -505,7 +581,7 @@ impl<'c> PinnedMem<'c> {
 /// Dropped without [`Dio::finish`] (an error path), it still waits for those bios before `mem`
 /// releases the pages: no page is unpinned under a bio in flight.
 pub(crate) struct Dio<'c> {
-    target: Target,
+    target: Target<'c>,
     ctx: Pin<&'c DioCtx>,
     req: DioRequest,
     pos: u64,
@@ -522,7 +598,7 @@ impl<'c> Dio<'c> {
     /// `ctx`, which must be fresh ([`DioCtx::new`]). Nothing is checked or pinned yet: that is
     /// [`Dio::prepare`], which works in place, so that the I/O state is not moved around once
     /// it holds pins.
-    pub(crate) fn new(req: DioRequest, target: Target, pos: u64, ctx: Pin<&'c DioCtx>) -> Self {
+    pub(crate) fn new(req: DioRequest, target: Target<'c>, pos: u64, ctx: Pin<&'c DioCtx>) -> Self {
         // INVARIANT: no bio yet.
         Self {
             target,
@@ -578,7 +654,11 @@ impl<'c> Dio<'c> {
         // buffer's for a single range that fits its one bio.
         let span = src.next_segment_pages();
         let first = match lent {
-            _ if span <= INLINE_VECS => self.ctx.take_slots(),
+            // A single buffer needs `span` of them; a segment of an iovec may join the next ones.
+            _ if span <= INLINE_VECS => self.ctx.take_slots(match req.iovec {
+                None => span,
+                Some(_) => INLINE_VECS,
+            }),
             Some(lent) if req.iovec.is_none() && span <= BIG_VECS => {
                 let BigBuf { pages, vecs } = lent.get()?;
                 self.big_vecs = Some(&*vecs);
@@ -785,7 +865,7 @@ impl<'c> OpenBio<'c> {
     /// A bio of `vecs` vectors from the filesystem bioset, for `target` at `sector`, completing
     /// into `ctx`.
     fn alloc(
-        target: &Target,
+        target: &Target<'_>,
         vecs: usize,
         opf: u32,
         sector: u64,
@@ -820,7 +900,7 @@ impl<'c> OpenBio<'c> {
     /// `vecs` is valid for `n` vectors, which nothing else uses until the context's bios were
     /// waited for ([`DioCtx::wait`]).
     unsafe fn inline(
-        target: &Target,
+        target: &Target<'_>,
         opf: u32,
         sector: u64,
         ctx: Pin<&'c DioCtx>,
@@ -929,7 +1009,7 @@ impl<'c> OpenBio<'c> {
         // SAFETY: The inline bio of `ctx`, initialised and completed; nothing refers to it.
         unsafe { bindings::bio_uninit(bio) };
         ctx.inline.store(INLINE_FREE, Release);
-        kernel::error::to_result(ret)
+        errno_result(ret)
     }
 
     /// Submits the bio, accounted in `ctx`; `self` is left with no bio.
@@ -966,6 +1046,16 @@ impl Drop for OpenBio<'_> {
     }
 }
 
+/// `to_result` with its common case inline: 0 is success, else a negative errno.
+#[inline]
+fn errno_result(ret: i32) -> Result {
+    if ret == 0 {
+        Ok(())
+    } else {
+        kernel::error::to_result(ret)
+    }
+}
+
 /// The range `[pos, pos + len)` as the first and last byte, for the page-cache calls.
 fn byte_range(pos: u64, len: usize) -> Result<(i64, i64)> {
     let start = i64::try_from(pos)?;
@@ -983,16 +1073,14 @@ fn page_index(pos: i64) -> Result<usize> {
 
 /// Before a direct I/O, as the kernel's block-device direct I/O does: write back dirty cached
 /// pages of the range; before a write, also invalidate them so buffered readers see the new data.
-fn coherent_before(target: &Target, write: bool, pos: u64, len: usize) -> Result {
+fn coherent_before(target: &Target<'_>, write: bool, pos: u64, len: usize) -> Result {
     let (start, end) = byte_range(pos, len)?;
     let mapping = target.mapping();
     // SAFETY: `mapping` is the page cache of the open block device.
-    kernel::error::to_result(unsafe {
-        bindings::filemap_write_and_wait_range(mapping, start, end)
-    })?;
+    errno_result(unsafe { bindings::filemap_write_and_wait_range(mapping, start, end) })?;
     if write {
         // SAFETY: As above; the page indices cover the byte range.
-        kernel::error::to_result(unsafe {
+        errno_result(unsafe {
             bindings::invalidate_inode_pages2_range(mapping, page_index(start)?, page_index(end)?)
         })?;
     }
@@ -1001,7 +1089,7 @@ fn coherent_before(target: &Target, write: bool, pos: u64, len: usize) -> Result
 
 /// After a direct write: drop cached pages a buffered reader brought in meanwhile
 /// (`kiocb_invalidate_post_direct_write`).
-fn coherent_after_write(target: &Target, pos: u64, len: usize) {
+fn coherent_after_write(target: &Target<'_>, pos: u64, len: usize) {
     let Ok((start, end)) = byte_range(pos, len) else {
         return;
     };
