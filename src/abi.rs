@@ -51,7 +51,11 @@ pub(crate) const FEATURES: u64 = (uapi::PINDIO_FEAT_VERSION
 /// The size field of an ioctl number (`_IOC_SIZEMASK << _IOC_SIZESHIFT` in asm-generic/ioctl.h).
 const IOC_SIZE_FIELD: u32 = 0x3fff << 16;
 
-/// Every command with its number as the uapi header defines it.
+/// The number field of an ioctl number (`_IOC_NRMASK`).
+const IOC_NR_FIELD: u32 = 0xff;
+
+/// Every command with its number as the uapi header defines it, in the order of their `_IOC_NR`
+/// (0, 1, 2, ...), so that a command is found by its number.
 const COMMANDS: &[(u32, Command)] = &[
     (uapi::PINDIO_IOC_VERSION, Command::Version),
     (uapi::PINDIO_IOC_PIN, Command::Pin),
@@ -62,16 +66,25 @@ const COMMANDS: &[(u32, Command)] = &[
     (uapi::PINDIO_IOC_DIO_BATCH, Command::DioBatch),
 ];
 
+// Each command sits at the index of its number.
+const _: () = {
+    let mut i = 0;
+    while i < COMMANDS.len() {
+        assert!((COMMANDS[i].0 & IOC_NR_FIELD) as usize == i);
+        i += 1;
+    }
+};
+
 /// Decodes an ioctl number.
 ///
 /// A command is matched by type, number and direction; its size bits are ignored because the
 /// argument struct carries its own `size` (see the uapi header).
 pub(crate) fn decode(cmd: u32) -> Result<Command, AbiError> {
-    COMMANDS
-        .iter()
-        .find(|(known, _)| (known ^ cmd) & !IOC_SIZE_FIELD == 0)
-        .map(|&(_, command)| command)
-        .ok_or(AbiError::UnknownCommand)
+    // Looked up by number, then checked whole: one comparison, not a search.
+    match COMMANDS.get((cmd & IOC_NR_FIELD) as usize) {
+        Some(&(known, command)) if (known ^ cmd) & !IOC_SIZE_FIELD == 0 => Ok(command),
+        _ => Err(AbiError::UnknownCommand),
+    }
 }
 
 /// A validated `struct pindio_pin` request.

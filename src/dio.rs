@@ -20,7 +20,7 @@ use crate::abi::DioRequest;
 use crate::extract::{Dir, HeapSlots, PageSlots, PinnedBatch, UserPages};
 use crate::ffi::helpers;
 use crate::plan::{BioPlanner, DevLimits};
-use core::{marker::PhantomData, mem::MaybeUninit, pin::Pin, ptr};
+use core::{cell::Cell, marker::PhantomData, mem::MaybeUninit, pin::Pin, ptr};
 use kernel::{
     bindings,
     fs::LocalFile,
@@ -28,7 +28,7 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
-        atomic::{Acquire, Atomic, Full, Relaxed, Release},
+        atomic::{Acquire, Atomic, Full, Relaxed},
         SpinLock,
     },
     types::Opaque,
@@ -305,18 +305,23 @@ const INLINE_SUBMITTED: i32 = 2;
 /// initialised), being filled, or submitted (initialised by `bio_init` over `vecs`, or over
 /// vectors that outlive every wait of the context). `slots` is lent to one I/O at most, once
 /// `slots_lent` is set (by [`DioCtx::take_slots`], which initialises it).
+///
+/// Completions touch `done`, `pending` and `status` only, which are atomic. `inline` and
+/// `slots_lent` belong to the submitter (the task running the I/Os of the context), so they are
+/// plain cells: no locked instruction or out-of-line atomic per I/O for them. A `Cell` makes the
+/// context `!Sync`, so no other task can reach them through a shared reference.
 #[pin_data]
 pub(crate) struct DioCtx {
     #[pin]
     done: IoCompletion,
     pending: Atomic<i32>,
     status: Atomic<i32>,
-    inline: Atomic<i32>,
+    inline: Cell<i32>,
     #[pin]
     bio: Opaque<bindings::bio>,
     #[pin]
     vecs: Opaque<[bindings::bio_vec; INLINE_VECS]>,
-    slots_lent: Atomic<i32>,
+    slots_lent: Cell<bool>,
     #[pin]
     slots: Opaque<[*mut bindings::page; INLINE_VECS]>,
 }
@@ -330,10 +335,10 @@ impl DioCtx {
             done <- IoCompletion::new(),
             pending: Atomic::new(1),
             status: Atomic::new(0),
-            inline: Atomic::new(INLINE_FREE),
+            inline: Cell::new(INLINE_FREE),
             bio <- Opaque::ffi_init(|_| {}),
             vecs <- Opaque::ffi_init(|_| {}),
-            slots_lent: Atomic::new(0),
+            slots_lent: Cell::new(false),
             slots <- Opaque::ffi_init(|_| {}),
         })
     }
@@ -342,11 +347,11 @@ impl DioCtx {
     /// emptied, for the one I/O that asks first. Only those are written: a 4 KiB I/O empties one.
     #[allow(
         clippy::mut_from_ref,
-        reason = "lent once: `slots_lent` is claimed atomically before the borrow is made"
+        reason = "lent once: `slots_lent` is claimed before the borrow is made"
     )]
     fn take_slots<'c>(self: Pin<&'c Self>, n: usize) -> Option<&'c mut [*mut bindings::page]> {
         let ctx = self.get_ref();
-        if ctx.slots_lent.xchg(1, Full) != 0 {
+        if ctx.slots_lent.replace(true) {
             return None;
         }
         let n = n.min(INLINE_VECS);
@@ -390,7 +395,7 @@ impl DioCtx {
             self.put();
             self.done.wait_io();
         }
-        if self.inline.xchg(INLINE_FREE, Full) == INLINE_SUBMITTED {
+        if self.inline.replace(INLINE_FREE) == INLINE_SUBMITTED {
             // SAFETY: By the type invariant the inline bio was initialised, and it completed
             // (every bio did): nothing refers to it any more.
             unsafe { bindings::bio_uninit(self.bio.get()) };
@@ -553,7 +558,8 @@ impl<'c> PinnedMem<'c> {
             if batch.len() == 0 {
                 return Err(EFAULT);
             }
-            self.pages += batch.nr_pages();
+            // At most the pages of the user ranges, which access_ok bounds: no overflow.
+            self.pages = self.pages.wrapping_add(batch.nr_pages());
         }
         Ok(())
     }
@@ -561,7 +567,10 @@ impl<'c> PinnedMem<'c> {
     /// Releases every batch, in place.
     fn release(&mut self) {
         self.first = None;
-        self.more = None;
+        // Tested first: dropping the `None` of a single buffer is otherwise a call.
+        if self.more.is_some() {
+            self.more = None;
+        }
         self.pages = 0;
     }
 
@@ -717,8 +726,14 @@ impl<'c> Dio<'c> {
         // `'c`, past every wait of the context and past `submit_bio_wait`'s return.
         let mut bio =
             unsafe { OpenBio::inline(&self.target, self.opf(), sector, self.ctx, vecs, n) }?;
-        for batch in self.mem.batches() {
-            bio.add_all(batch)?;
+        // A single buffer's one batch directly; chained with the rest only for an iovec.
+        match (&mut self.mem.first, &self.mem.more) {
+            (Some(first), None) => bio.add_all(first)?,
+            _ => {
+                for batch in self.mem.batches() {
+                    bio.add_all(batch)?;
+                }
+            }
         }
         Ok(Some(bio))
     }
@@ -908,9 +923,10 @@ impl<'c> OpenBio<'c> {
         n: usize,
     ) -> Result<Self> {
         let n = u16::try_from(n)?;
-        if ctx.inline.cmpxchg(INLINE_FREE, INLINE_OPEN, Full).is_err() {
+        if ctx.inline.get() != INLINE_FREE {
             return Err(EBUSY);
         }
+        ctx.inline.set(INLINE_OPEN);
         let bio = ctx.bio.get();
         // SAFETY: The inline bio is ours (claimed above) and lives as long as `ctx`; the
         // vectors are valid and ours by the function's safety requirements; `bdev` is valid
@@ -1008,7 +1024,7 @@ impl<'c> OpenBio<'c> {
         let ret = unsafe { bindings::submit_bio_wait(bio) };
         // SAFETY: The inline bio of `ctx`, initialised and completed; nothing refers to it.
         unsafe { bindings::bio_uninit(bio) };
-        ctx.inline.store(INLINE_FREE, Release);
+        ctx.inline.set(INLINE_FREE);
         errno_result(ret)
     }
 
@@ -1019,7 +1035,7 @@ impl<'c> OpenBio<'c> {
             return;
         }
         if let Some(inline) = self.ctx.take() {
-            inline.inline.store(INLINE_SUBMITTED, Release);
+            inline.inline.set(INLINE_SUBMITTED);
         }
         ctx.pending.fetch_add(1, Full);
         // SAFETY: A filled bio whose `bi_end_io` accounts it in `ctx`; submitting passes it to
@@ -1037,7 +1053,7 @@ impl Drop for OpenBio<'_> {
             Some(ctx) => {
                 // SAFETY: By the type invariant the initialised, never submitted inline bio.
                 unsafe { bindings::bio_uninit(self.bio) };
-                ctx.inline.store(INLINE_FREE, Release);
+                ctx.inline.set(INLINE_FREE);
             }
             // SAFETY: By the type invariant an allocated bio that was never submitted: ours to
             // put. It holds no page references.

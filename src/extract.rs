@@ -591,17 +591,20 @@ impl UserPages {
             .div_ceil(PAGE_SIZE)
             .min(free.len());
         let per_call = per_call.clamp(1, i32::MAX as usize);
-        let (start, flags) = (addr - offset0, self.gup_flags);
-        let mut pinned = 0;
+        // The arithmetic below stays within the user range the source was made with (access_ok
+        // checked it at import: it does not wrap) and within `want` pages: it cannot overflow,
+        // so it is written without the overflow checks that would each cost a branch.
+        let (start, flags) = (addr.wrapping_sub(offset0), self.gup_flags);
+        let mut pinned = 0usize;
         let mut err = None;
         while pinned < want {
-            let n = (want - pinned).min(per_call);
+            let n = want.wrapping_sub(pinned).min(per_call);
             // SAFETY: `free[pinned..]` has room for `n` pages; the address is within the user
             // range the source was made with (access_ok checked at import), and
             // pin_user_pages_fast checks it again.
             let ret = unsafe {
                 bindings::pin_user_pages_fast(
-                    start + pinned * PAGE_SIZE,
+                    start.wrapping_add(pinned.wrapping_mul(PAGE_SIZE)),
                     n as i32,
                     flags,
                     free.as_mut_ptr().add(pinned),
@@ -610,7 +613,7 @@ impl UserPages {
             match usize::try_from(ret) {
                 Ok(0) => err = Some(EFAULT),
                 Ok(got) => {
-                    pinned += got.min(n);
+                    pinned = pinned.wrapping_add(got.min(n));
                     continue;
                 }
                 Err(_) => err = Some(errno(ret as isize)),
@@ -620,16 +623,18 @@ impl UserPages {
         if pinned == 0 {
             return Err(err.unwrap_or(EFAULT));
         }
-        let len = left.min(pinned * PAGE_SIZE - offset0);
-        self.cur = Some((addr + len, left - len));
+        // At least one page pinned, `offset0` into the first: more than 0 bytes, at most `left`.
+        let len = left.min(pinned.wrapping_mul(PAGE_SIZE).wrapping_sub(offset0));
+        self.cur = Some((addr.wrapping_add(len), left.wrapping_sub(len)));
         // INVARIANT: the kernel pinned `pinned` pages spanned by `len` bytes from `offset0` into
         // the slots right after the batch's `nr` pages, one FOLL_PIN pin each; as in `extend`,
         // a non-empty batch ends a page and the new bytes start one, so it stays one run.
         if nr == 0 {
             batch.offset0 = offset0;
         }
-        batch.nr = nr + pinned;
-        batch.len += len;
+        // Within the slots, and within the user range.
+        batch.nr = nr.wrapping_add(pinned);
+        batch.len = batch.len.wrapping_add(len);
         Ok(len)
     }
 
