@@ -24,7 +24,7 @@ use core::{cell::Cell, marker::PhantomData, mem::MaybeUninit, pin::Pin, ptr};
 use kernel::{
     bindings,
     fs::LocalFile,
-    page::PAGE_SHIFT,
+    page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
     sync::{
         aref::ARef,
@@ -661,7 +661,13 @@ impl<'c> Dio<'c> {
         self.len = bytes;
         // The first batch's slots: the context's for a first segment that fits them, the lent
         // buffer's for a single range that fits its one bio.
-        let span = src.next_segment_pages();
+        let span = match req.iovec {
+            // The pages the buffer spans (`bytes` fits: import_ubuf capped it).
+            None => (buf.as_const_ptr() as usize % PAGE_SIZE)
+                .saturating_add(bytes)
+                .div_ceil(PAGE_SIZE),
+            Some(_) => src.next_segment_pages(),
+        };
         let first = match lent {
             // A single buffer needs `span` of them; a segment of an iovec may join the next ones.
             _ if span <= INLINE_VECS => self.ctx.take_slots(match req.iovec {

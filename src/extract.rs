@@ -19,7 +19,6 @@ use crate::segments::Segments;
 use core::{marker::PhantomData, mem::MaybeUninit, ptr, ptr::NonNull};
 use kernel::{
     bindings,
-    error::to_result,
     page::{BorrowedPage, Page, PAGE_SIZE},
     prelude::*,
     uaccess::UserPtr,
@@ -373,14 +372,18 @@ impl UserPages {
         user_task()?;
         let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
         // SAFETY: `iter` is valid for writes; `addr` is only recorded, and checked by access_ok.
-        to_result(unsafe {
+        let ret = unsafe {
             bindings::import_ubuf(
                 dir.iter_dir().try_into()?,
                 addr.as_mut_ptr(),
                 len,
                 iter.as_mut_ptr(),
             )
-        })?;
+        };
+        // `to_result`, inline: it is a call per I/O otherwise.
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
         // SAFETY: import_ubuf succeeded, so it initialised `iter`.
         let iter = unsafe { iter.assume_init() };
         let iter = Iter { iter };
