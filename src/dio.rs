@@ -274,6 +274,7 @@ impl<'f> Lent<'f> {
 }
 
 impl Drop for Lent<'_> {
+    #[inline]
     fn drop(&mut self) {
         let Some(buf) = self.buf.take() else {
             return;
@@ -585,8 +586,9 @@ impl<'c> PinnedMem<'c> {
 ///
 /// # Invariants
 ///
-/// Every bio submitted for it points only to pages of `mem`, and is accounted in `ctx` or
-/// (one bio, [`Dio::submit_wait`]) complete before its submission returns.
+/// Every bio submitted for it points only to pages of `mem`, and is accounted in `ctx` (only
+/// once `accounted` is set) or (one bio, [`Dio::submit_wait`], never with `accounted`) complete
+/// before its submission returns.
 /// Dropped without [`Dio::finish`] (an error path), it still waits for those bios before `mem`
 /// releases the pages: no page is unpinned under a bio in flight.
 pub(crate) struct Dio<'c> {
@@ -596,6 +598,8 @@ pub(crate) struct Dio<'c> {
     pos: u64,
     len: usize,
     submitted: Result,
+    /// Whether [`Dio::submit`] ran: only then may bios be accounted in `ctx`.
+    accounted: bool,
     waited: bool,
     mem: PinnedMem<'c>,
     /// The vectors of a lent [`BigBuf`], for the context's bio when the I/O fits in it.
@@ -616,6 +620,7 @@ impl<'c> Dio<'c> {
             pos,
             len: 0,
             submitted: Ok(()),
+            accounted: false,
             waited: false,
             mem: PinnedMem::empty(),
             big_vecs: None,
@@ -705,7 +710,8 @@ impl<'c> Dio<'c> {
     /// `__blkdev_direct_IO_simple` does (`submit_bio_wait`): the bio is done when this returns,
     /// so nothing is accounted in the context. An error becomes the result of [`Dio::finish`].
     pub(crate) fn submit_wait(&mut self) {
-        if self.waited {
+        // Not after [`Dio::submit`]: the bios it sent out must still be waited for.
+        if self.waited || self.accounted {
             self.submitted = Err(EBUSY);
             return;
         }
@@ -768,6 +774,7 @@ impl<'c> Dio<'c> {
             self.submitted = Err(EBUSY);
             return;
         }
+        self.accounted = true;
         self.submitted = self.submit_bios();
     }
 
@@ -809,11 +816,14 @@ impl<'c> Dio<'c> {
         Ok(())
     }
 
-    /// Waits for every bio submitted (once).
+    /// Waits for every bio submitted (once). Without [`Dio::submit`] the context accounted
+    /// nothing: there is nothing to wait for (a bio of [`Dio::submit_wait`] is complete already).
     fn wait(&mut self) {
         if !self.waited {
             self.waited = true;
-            self.ctx.wait();
+            if self.accounted {
+                self.ctx.wait();
+            }
         }
     }
 
@@ -827,9 +837,11 @@ impl<'c> Dio<'c> {
         if self.req.write {
             coherent_after_write(&self.target, self.pos, self.len);
         }
-        let status = self.ctx.status.load(Relaxed);
-        if status != 0 {
-            return Err(Error::from_errno(status));
+        if self.accounted {
+            let status = self.ctx.status.load(Relaxed);
+            if status != 0 {
+                return Err(Error::from_errno(status));
+            }
         }
         core::mem::replace(&mut self.submitted, Ok(()))?;
         Ok(self.len)
@@ -1095,6 +1107,7 @@ fn page_index(pos: i64) -> Result<usize> {
 
 /// Before a direct I/O, as the kernel's block-device direct I/O does: write back dirty cached
 /// pages of the range; before a write, also invalidate them so buffered readers see the new data.
+#[inline]
 fn coherent_before(target: &Target<'_>, write: bool, pos: u64, len: usize) -> Result {
     let (start, end) = byte_range(pos, len)?;
     let mapping = target.mapping();

@@ -117,6 +117,7 @@ impl<T: ExtStruct> ExtArg<T> {
     ///
     /// Fails with `EFAULT` on bad memory, `EINVAL` if `size` is below `T::SIZE_VER0`, `E2BIG` if it
     /// is above `PINDIO_STRUCT_SIZE_MAX` or if bytes past the kernel's struct are not zero.
+    #[inline]
     pub(crate) fn read(ptr: UserPtr) -> Result<Self> {
         // The common case, a caller with this very header, in one copy: taken only if the size
         // read with the rest is the kernel's, so every byte used comes from that one read.
