@@ -182,11 +182,13 @@ impl<'f> Target<'f> {
 
 /// A completion whose waiter sleeps as one waiting for I/O (`wait_for_completion_io`, as
 /// `submit_bio_wait` does), so that a direct I/O's wait counts as iowait. Otherwise the kernel
-/// crate's `Completion`.
+/// crate's `Completion`, but initialised only when first needed ([`IoCompletion::init`]): an I/O
+/// waited for with `submit_bio_wait` never uses it.
 ///
 /// # Invariants
 ///
-/// `inner` was initialised by `init_completion`.
+/// `inner` is a completion initialised by `init_completion` once [`IoCompletion::init`] ran;
+/// before that it is uninitialised and nothing uses it (its owner tracks which).
 #[pin_data]
 struct IoCompletion {
     #[pin]
@@ -199,24 +201,39 @@ unsafe impl Send for IoCompletion {}
 unsafe impl Sync for IoCompletion {}
 
 impl IoCompletion {
-    /// A completion not yet done.
-    fn new() -> impl PinInit<Self> {
+    /// Not initialised yet.
+    fn uninit() -> impl PinInit<Self> {
         pin_init!(Self {
-            inner <- Opaque::ffi_init(|slot: *mut bindings::completion| {
-                // SAFETY: `slot` is valid for writes of an uninitialised `struct completion`.
-                unsafe { bindings::init_completion(slot) };
-            }),
+            inner <- Opaque::ffi_init(|_| {}),
         })
     }
 
+    /// Makes it a completion not yet done (`init_completion`).
+    ///
+    /// # Safety
+    ///
+    /// Called once, before any other use, while nothing else accesses it.
+    unsafe fn init(&self) {
+        // SAFETY: `inner` is valid for writes and unused (the function's safety requirements).
+        unsafe { bindings::init_completion(self.inner.get()) };
+    }
+
     /// Marks it done for good and wakes every waiter (`complete_all`).
-    fn complete_all(&self) {
-        // SAFETY: `inner` is an initialised completion (type invariant).
+    ///
+    /// # Safety
+    ///
+    /// [`IoCompletion::init`] ran.
+    unsafe fn complete_all(&self) {
+        // SAFETY: `inner` is an initialised completion (type invariant, as `init` ran).
         unsafe { bindings::complete_all(self.inner.get()) };
     }
 
     /// Waits, uninterruptibly and as I/O, until it is done.
-    fn wait_io(&self) {
+    ///
+    /// # Safety
+    ///
+    /// [`IoCompletion::init`] ran.
+    unsafe fn wait_io(&self) {
         // SAFETY: As above.
         unsafe { bindings::wait_for_completion_io(self.inner.get()) };
     }
@@ -301,13 +318,15 @@ const INLINE_SUBMITTED: i32 = 2;
 /// # Invariants
 ///
 /// `pending` counts the submitted bios that have not completed, plus one while the submitter
-/// may still submit; `done` is completed when it drops to zero. `status` is 0 or the first
+/// may still submit; `done` is completed when it drops to zero. `done` is initialised once
+/// `armed` is set, which [`DioCtx::arm`] does before the first bio is accounted: `pending` can
+/// only leave 1, and drop to zero, after that. `status` is 0 or the first
 /// negative errno of a bio. `inline` says whether `bio` is unused ([`INLINE_FREE`]: not
 /// initialised), being filled, or submitted (initialised by `bio_init` over `vecs`, or over
 /// vectors that outlive every wait of the context). `slots` is lent to one I/O at most, once
 /// `slots_lent` is set (by [`DioCtx::take_slots`], which initialises it).
 ///
-/// Completions touch `done`, `pending` and `status` only, which are atomic. `inline` and
+/// Completions touch `done`, `pending` and `status` only, which are atomic. `armed`, `inline` and
 /// `slots_lent` belong to the submitter (the task running the I/Os of the context), so they are
 /// plain cells: no locked instruction or out-of-line atomic per I/O for them. A `Cell` makes the
 /// context `!Sync`, so no other task can reach them through a shared reference.
@@ -315,6 +334,7 @@ const INLINE_SUBMITTED: i32 = 2;
 pub(crate) struct DioCtx {
     #[pin]
     done: IoCompletion,
+    armed: Cell<bool>,
     pending: Atomic<i32>,
     status: Atomic<i32>,
     inline: Cell<i32>,
@@ -333,7 +353,8 @@ impl DioCtx {
     /// as `Opaque::uninit()` values, they were zeroed, 368 bytes per I/O.
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            done <- IoCompletion::new(),
+            done <- IoCompletion::uninit(),
+            armed: Cell::new(false),
             pending: Atomic::new(1),
             status: Atomic::new(0),
             inline: Cell::new(INLINE_FREE),
@@ -373,10 +394,21 @@ impl DioCtx {
         }
     }
 
+    /// Readies the completion for bios to be accounted (once; the submitter, before the first).
+    fn arm(&self) {
+        if !self.armed.replace(true) {
+            // SAFETY: Once (guarded by `armed`), before any bio is accounted, so before any
+            // other use of `done` (type invariant); only the submitter gets here.
+            unsafe { self.done.init() };
+        }
+    }
+
     /// Drops one reference (a completed bio's, or the submitter's); the last one completes.
     fn put(&self) {
         if self.pending.fetch_sub(1, Full) == 1 {
-            self.done.complete_all();
+            // SAFETY: `pending` left 1 before (a bio was accounted), so `done` is initialised
+            // (type invariant).
+            unsafe { self.done.complete_all() };
         }
     }
 
@@ -394,7 +426,9 @@ impl DioCtx {
         // Otherwise the last bio to complete wakes the submitter.
         if self.pending.load(Acquire) != 1 {
             self.put();
-            self.done.wait_io();
+            // SAFETY: `pending` left 1: a bio was accounted, so `done` is initialised (type
+            // invariant).
+            unsafe { self.done.wait_io() };
         }
         if self.inline.replace(INLINE_FREE) == INLINE_SUBMITTED {
             // SAFETY: By the type invariant the inline bio was initialised, and it completed
@@ -1055,6 +1089,7 @@ impl<'c> OpenBio<'c> {
         if let Some(inline) = self.ctx.take() {
             inline.inline.set(INLINE_SUBMITTED);
         }
+        ctx.arm();
         ctx.pending.fetch_add(1, Full);
         // SAFETY: A filled bio whose `bi_end_io` accounts it in `ctx`; submitting passes it to
         // the block layer until `bi_end_io`.
