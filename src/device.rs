@@ -69,8 +69,12 @@ fn user_ptr(addr: u64) -> Result<UserPtr> {
     ))
 }
 
+// The commands other than `PINDIO_IOC_DIO` are kept out of line (`#[inline(never)]`), so that
+// the dispatch and the single direct I/O it inlines stay together on few pages of text: under
+// TCG a jump to another page cannot be chained and costs a lookup.
 impl PindioFile {
     /// `PINDIO_IOC_VERSION`: reports the ABI version and the feature bits.
+    #[inline(never)]
     fn version(&self, arg: UserPtr) -> Result<isize> {
         let mut version = ExtArg::<pindio_version>::read(arg)?;
         version.val.abi_version = abi::ABI_VERSION;
@@ -80,6 +84,7 @@ impl PindioFile {
     }
 
     /// `PINDIO_IOC_PIN`: pins user memory and keeps the pin in this file.
+    #[inline(never)]
     fn pin(&self, arg: UserPtr) -> Result<isize> {
         let mut pin = ExtArg::<pindio_pin>::read(arg)?;
         let req = abi::check_pin(pin.val.flags, pin.val.addr, pin.val.len)?;
@@ -97,6 +102,7 @@ impl PindioFile {
     }
 
     /// `PINDIO_IOC_READ_PINNED`: copies what the pinned pages hold now.
+    #[inline(never)]
     fn read_pinned(&self, arg: UserPtr) -> Result<isize> {
         let read = ExtArg::<pindio_read_pinned>::read(arg)?.val;
         let len = usize::try_from(read.len).map_err(|_| EINVAL)?;
@@ -108,6 +114,7 @@ impl PindioFile {
     }
 
     /// `PINDIO_IOC_PIN_BENCH`: times pinning and releasing a range; holds nothing afterwards.
+    #[inline(never)]
     fn pin_bench(&self, arg: UserPtr) -> Result<isize> {
         let mut bench = ExtArg::<pindio_pin_bench>::read(arg)?;
         let v = bench.val;
@@ -121,6 +128,7 @@ impl PindioFile {
     }
 
     /// `PINDIO_IOC_UNPIN`: releases a pin.
+    #[inline(never)]
     fn unpin(&self, arg: UserPtr) -> Result<isize> {
         let unpin = ExtArg::<pindio_unpin>::read(arg)?.val;
         self.pins.lock().unpin(unpin.handle)?;
@@ -174,6 +182,7 @@ fn dio_one(spare: &dio::Spare, arg: UserPtr) -> Result<isize> {
 
 /// `PINDIO_IOC_DIO_BATCH`: independent direct I/Os, every bio of all of them submitted under one
 /// plug, then waited for; each gets its own result.
+#[inline(never)]
 fn dio_batch(arg: UserPtr) -> Result<isize> {
     let batch = ExtArg::<pindio_dio_batch>::read(arg)?.val;
     let (nr, stride) = abi::check_dio_batch(batch.nr, batch.entry_size, batch.reserved)?;
