@@ -7,7 +7,7 @@
 #   make run      boot QEMU, load the module and show what it does with the CLI
 #   make shell    boot QEMU to an interactive shell with the module loaded
 #   make bench    boot the bench kernel (the test kernel without its debug options, -O2; cached)
-#                 in QEMU and run the benchmarks (PINDIO_BENCH_MIB, _SECS, _ROUNDS)
+#                 in QEMU and run the benchmarks (PINDIO_BENCH_MIB, _SECS, _ROUNDS, _BOOTS)
 #   make profile  executed blocks per I/O, by function, of one DIO benchmark path, pindio's and
 #                 the kernel's, under a QEMU TCG plugin (PROFILE=qd1|read|write|batch)
 #   make kernel   build (or reuse) the cached test kernel only
