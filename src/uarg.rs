@@ -91,12 +91,12 @@ ext_structs! {
 /// `PINDIO_DIO_BATCH_MAX` of them per call): unrolled loads in one user access, where the
 /// generic copy is an out-of-line loop (about 20 translated blocks per call under TCG).
 fn copy_in_dio(dst: &mut uapi::pindio_dio, src: UserPtr) -> Result {
+    let dst = core::ptr::from_mut(dst).cast();
     // SAFETY: `dst` is valid for writes of a whole `pindio_dio`, the struct the helper copies
     // (both sides take it from the uapi header); `src` is a user pointer, which the helper
     // accesses only with `unsafe_get_user` inside `user_read_access_begin`, failing with
     // `EFAULT` instead of faulting.
-    let ret =
-        unsafe { helpers::pindio_read_dio(core::ptr::from_mut(dst).cast(), src.as_const_ptr()) };
+    let ret = unsafe { helpers::pindio_read_dio(dst, src.as_const_ptr()) };
     if ret != 0 {
         return Err(EFAULT);
     }
