@@ -17,7 +17,7 @@
 //! completed, so every page is released exactly once on every path.
 
 use crate::abi::DioRequest;
-use crate::extract::{Dir, HeapSlots, PageSlots, PinnedBatch, UserPages};
+use crate::extract::{errno_result, Dir, HeapSlots, PageSlots, PinnedBatch, UserPages};
 use crate::ffi::helpers;
 use crate::plan::{BioPlanner, DevLimits};
 use core::{cell::Cell, marker::PhantomData, mem::MaybeUninit, pin::Pin, ptr};
@@ -1112,16 +1112,6 @@ impl Drop for OpenBio<'_> {
             // put. It holds no page references.
             None => unsafe { bindings::bio_put(self.bio) },
         }
-    }
-}
-
-/// `to_result` with its common case inline: 0 is success, else a negative errno.
-#[inline]
-fn errno_result(ret: i32) -> Result {
-    if ret == 0 {
-        Ok(())
-    } else {
-        kernel::error::to_result(ret)
     }
 }
 

@@ -380,10 +380,7 @@ impl UserPages {
                 iter.as_mut_ptr(),
             )
         };
-        // `to_result`, inline: it is a call per I/O otherwise.
-        if ret < 0 {
-            return Err(Error::from_errno(ret));
-        }
+        errno_result(ret)?;
         // SAFETY: import_ubuf succeeded, so it initialised `iter`.
         let iter = unsafe { iter.assume_init() };
         let iter = Iter { iter };
@@ -799,6 +796,17 @@ fn user_task() -> Result {
         return Err(EFAULT);
     }
     Ok(())
+}
+
+/// `to_result` with its common case inline (it is an out-of-line call per I/O otherwise): 0 is
+/// success, a negative value an errno.
+#[inline]
+pub(crate) fn errno_result(ret: i32) -> Result {
+    if ret == 0 {
+        Ok(())
+    } else {
+        kernel::error::to_result(ret)
+    }
 }
 
 /// The error of a C function that returned `-errno` as a `ssize_t`.
