@@ -92,10 +92,9 @@ ext_structs! {
 /// generic copy is an out-of-line loop (about 20 translated blocks per call under TCG).
 fn copy_in_dio(dst: &mut uapi::pindio_dio, src: UserPtr) -> Result {
     let dst = core::ptr::from_mut(dst).cast();
-    // SAFETY: `dst` is valid for writes of a whole `pindio_dio`, the struct the helper copies
-    // (both sides take it from the uapi header); `src` is a user pointer, which the helper
-    // accesses only with `unsafe_get_user` inside `user_read_access_begin`, failing with
-    // `EFAULT` instead of faulting.
+    // SAFETY: `dst` is valid for writes of a whole `pindio_dio` (the helper's struct, from the
+    // same uapi header); the helper reads `src` only with `unsafe_get_user` in a user access,
+    // which fails with `EFAULT` on bad memory instead of faulting.
     let ret = unsafe { helpers::pindio_read_dio(dst, src.as_const_ptr()) };
     if ret != 0 {
         return Err(EFAULT);
