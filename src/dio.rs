@@ -609,10 +609,18 @@ impl<'c> PinnedMem<'c> {
         self.pages = 0;
     }
 
-    /// The batches, in order.
-    fn batches(&mut self) -> impl Iterator<Item = &mut PinnedBatch<Slots<'c>>> {
-        let more = self.more.iter_mut().flat_map(|v| v.iter_mut());
-        Iterator::chain(self.first.iter_mut(), more)
+    /// Calls `f` on each batch, in order, until it fails. Two plain loops rather than a chained
+    /// iterator: a single buffer's one batch is then a test and a call.
+    fn try_for_each(&mut self, mut f: impl FnMut(&mut PinnedBatch<Slots<'c>>) -> Result) -> Result {
+        if let Some(first) = &mut self.first {
+            f(first)?;
+        }
+        if let Some(more) = &mut self.more {
+            for batch in more.iter_mut() {
+                f(batch)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -772,15 +780,7 @@ impl<'c> Dio<'c> {
         // `'c`, past every wait of the context and past `submit_bio_wait`'s return.
         let mut bio =
             unsafe { OpenBio::inline(&self.target, self.opf(), sector, self.ctx, vecs, n) }?;
-        // A single buffer's one batch directly; chained with the rest only for an iovec.
-        match (&mut self.mem.first, &self.mem.more) {
-            (Some(first), None) => bio.add_all(first)?,
-            _ => {
-                for batch in self.mem.batches() {
-                    bio.add_all(batch)?;
-                }
-            }
-        }
+        self.mem.try_for_each(|batch| bio.add_all(batch))?;
         Ok(Some(bio))
     }
 
@@ -824,7 +824,7 @@ impl<'c> Dio<'c> {
         let mut planner = BioPlanner::new(self.target.limits.lbs.try_into()?).ok_or(EINVAL)?;
         let mut bio = OpenBio::none();
         let mut pieces_left = self.mem.pages;
-        for batch in self.mem.batches() {
+        self.mem.try_for_each(|batch| {
             for (page, mut off, mut len) in batch.segments() {
                 pieces_left = pieces_left.saturating_sub(1);
                 while len > 0 {
@@ -845,7 +845,8 @@ impl<'c> Dio<'c> {
                     }
                 }
             }
-        }
+            Ok(())
+        })?;
         bio.submit(ctx);
         Ok(())
     }
@@ -1132,7 +1133,6 @@ fn page_index(pos: i64) -> Result<usize> {
 
 /// Before a direct I/O, as the kernel's block-device direct I/O does: write back dirty cached
 /// pages of the range; before a write, also invalidate them so buffered readers see the new data.
-#[inline]
 fn coherent_before(target: &Target<'_>, write: bool, pos: u64, len: usize) -> Result {
     let (start, end) = byte_range(pos, len)?;
     let mapping = target.mapping();
