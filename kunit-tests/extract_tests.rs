@@ -8,7 +8,8 @@ use kernel::prelude::*;
 #[kunit_tests(pindio_extract)]
 mod tests {
     use crate::extract::{
-        Batch, Dir, HeapSlots, KernelPages, PageSlots, Release, StackSlots, UserPages, STACK_PAGES,
+        Batch, Dir, HeapSlots, KernelPages, PageSlots, Release, StackSlots, UserPages, UserRange,
+        STACK_PAGES,
     };
     use crate::ffi::helpers::pindio_page_maybe_dma_pinned;
     use crate::user_mem::{self, pattern};
@@ -117,6 +118,76 @@ mod tests {
         drop(batch);
         assert!(!pages.iter().any(|&p| pinned(p)));
         assert!(src.next_batch(&mut slots)?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn whole_user_range_is_pinned_at_once_then_released() -> Result {
+        let base = user_mem::map(4 * PAGE_SIZE)?;
+        user_mem::fill(base, 4 * PAGE_SIZE)?;
+        let range = UserRange::new(base.wrapping_byte_add(100), 3 * PAGE_SIZE, Dir::FromDevice)?;
+        assert_eq!(
+            (range.addr(), range.len()),
+            (base.as_const_ptr() as usize + 100, 3 * PAGE_SIZE)
+        );
+        assert_eq!(range.nr_pages(), 4);
+        // Fewer slots than pages: refused, nothing pinned.
+        let mut three = [core::ptr::null_mut(); 3];
+        assert_eq!(range.pin(&mut three[..]).err(), Some(EINVAL));
+        assert!(three.iter().all(|p| p.is_null()));
+        let mut slots = StackSlots::new();
+        let mut batch = range.pin(&mut slots)?;
+        assert_eq!((batch.nr_pages(), batch.len()), (4, 3 * PAGE_SIZE));
+        let mut pages = KVec::new();
+        assert_eq!(walk(&mut batch, 100, pattern, &mut pages)?, 3 * PAGE_SIZE);
+        assert!(pages.iter().all(|&p| pinned(p)));
+        drop(batch);
+        assert!(!pages.iter().any(|&p| pinned(p)));
+        Ok(())
+    }
+
+    #[test]
+    fn user_range_with_a_hole_keeps_no_pin() -> Result {
+        // Six pages with a hole at pages 3 and 4: the kernel pins pages 0-2, then fails; the
+        // range gives the error and releases those three.
+        let base = user_mem::map(6 * PAGE_SIZE)?;
+        user_mem::fill(base, 6 * PAGE_SIZE)?;
+        user_mem::unmap(base.wrapping_byte_add(3 * PAGE_SIZE), 2 * PAGE_SIZE)?;
+        // The pages before the hole, to look at afterwards: pinned and released once first.
+        let mut pages = KVec::new();
+        let mut slots = StackSlots::new();
+        let mut head = UserRange::new(base, 3 * PAGE_SIZE, Dir::ToDevice)?.pin(&mut slots)?;
+        walk(&mut head, 0, pattern, &mut pages)?;
+        drop(head);
+        let range = UserRange::new(base, 6 * PAGE_SIZE, Dir::ToDevice)?;
+        assert_eq!(range.pin(&mut slots).err(), Some(EFAULT));
+        assert_eq!(pages.len(), 3);
+        assert!(!pages.iter().any(|&p| pinned(p)));
+        Ok(())
+    }
+
+    #[test]
+    fn user_range_is_checked_as_import_ubuf_checks_it() -> Result {
+        let far = UserPtr::from_addr(PAGE_SIZE);
+        // No mm yet (KUnit attaches one at the first mapping): nothing to pin in.
+        assert_eq!(
+            UserRange::new(far, PAGE_SIZE, Dir::ToDevice).err(),
+            Some(EFAULT)
+        );
+        user_mem::map(PAGE_SIZE)?;
+        // A kernel address fails access_ok.
+        let kaddr = UserPtr::from_addr(usize::MAX - PAGE_SIZE + 1);
+        assert_eq!(UserRange::new(kaddr, 16, Dir::ToDevice).err(), Some(EFAULT));
+        // The length is capped at MAX_RW_COUNT, as for read(2).
+        let max_rw = i32::MAX as usize & !(PAGE_SIZE - 1);
+        assert_eq!(
+            UserRange::new(far, usize::MAX, Dir::ToDevice)?.len(),
+            max_rw
+        );
+        // An unmapped user address passes the checks; pinning it fails.
+        let mut slots = StackSlots::new();
+        let range = UserRange::new(far, PAGE_SIZE, Dir::FromDevice)?;
+        assert_eq!(range.pin(&mut slots).err(), Some(EFAULT));
         Ok(())
     }
 

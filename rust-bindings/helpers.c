@@ -56,6 +56,17 @@ size_t pindio_iter_iov_len(const struct iov_iter *i)
 	return iter_iov_len(i);
 }
 
+ssize_t pindio_check_ubuf(const void __user *buf, size_t len)
+{
+	if (unlikely(!current->mm))
+		return -EFAULT;
+	if (len > MAX_RW_COUNT)
+		len = MAX_RW_COUNT;
+	if (unlikely(!access_ok(buf, len)))
+		return -EFAULT;
+	return len;
+}
+
 bool pindio_page_maybe_dma_pinned(struct page *page)
 {
 	return folio_maybe_dma_pinned(page_folio(page));

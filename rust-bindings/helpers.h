@@ -38,6 +38,13 @@ size_t pindio_iov_iter_count(const struct iov_iter *i);
 void __user *pindio_iter_iov_addr(const struct iov_iter *i);
 size_t pindio_iter_iov_len(const struct iov_iter *i);
 
+/*
+ * import_ubuf()'s checks of a single user range, without the iov_iter, for pinning it in the
+ * current task: the length capped at MAX_RW_COUNT, or -EFAULT if the task has no user memory (a
+ * kernel thread) or the range fails access_ok().
+ */
+ssize_t pindio_check_ubuf(const void __user *buf, size_t len);
+
 /* folio_maybe_dma_pinned() of a page: whether a page holds FOLL_PIN pins (the KUnit suites check it). */
 bool pindio_page_maybe_dma_pinned(struct page *page);
 

@@ -17,14 +17,14 @@
 //! completed, so every page is released exactly once on every path.
 
 use crate::abi::DioRequest;
-use crate::extract::{errno_result, Dir, HeapSlots, PageSlots, PinnedBatch, UserPages};
+use crate::extract::{errno_result, Dir, HeapSlots, PageSlots, PinnedBatch, UserPages, UserRange};
 use crate::ffi::helpers;
 use crate::plan::{BioPlanner, DevLimits};
 use core::{cell::Cell, marker::PhantomData, mem::MaybeUninit, pin::Pin, ptr};
 use kernel::{
     bindings,
     fs::LocalFile,
-    page::{PAGE_SHIFT, PAGE_SIZE},
+    page::PAGE_SHIFT,
     prelude::*,
     sync::{
         aref::ARef,
@@ -682,53 +682,75 @@ impl<'c> Dio<'c> {
         if self.mem.pages != 0 {
             return Err(EBUSY);
         }
-        let req = self.req;
         // A read from the device writes the memory.
-        let dir = if req.write {
+        let dir = if self.req.write {
             Dir::ToDevice
         } else {
             Dir::FromDevice
         };
-        let mut src = match req.iovec {
-            Some(nr_segs) => UserPages::new_iovec(buf, nr_segs, dir, false)?,
-            None => UserPages::new(buf, len.try_into()?, dir, false)?,
-        };
-        let bytes = src.remaining();
-        let limits = &self.target.limits;
-        let aligned = match req.iovec {
-            None => limits.check_segment(buf.as_const_ptr() as u64, bytes as u64),
-            Some(_) => src
-                .user_segments()
-                .all(|(addr, len)| limits.check_segment(addr as u64, len as u64)),
-        };
-        if !aligned || !limits.check_range(self.pos, bytes.try_into()?) {
-            return Err(EINVAL);
+        match self.req.iovec {
+            None => self.prepare_range(UserRange::new(buf, len.try_into()?, dir)?, lent),
+            Some(nr_segs) => self.prepare_iovec(UserPages::new_iovec(buf, nr_segs, dir, false)?),
         }
-        coherent_before(&self.target, req.write, self.pos, bytes)?;
-        self.len = bytes;
-        // The first batch's slots: the context's for a first segment that fits them, the lent
-        // buffer's for a single range that fits its one bio.
-        let span = match req.iovec {
-            // The pages the buffer spans (`bytes` fits: import_ubuf capped it).
-            None => (buf.as_const_ptr() as usize % PAGE_SIZE)
-                .saturating_add(bytes)
-                .div_ceil(PAGE_SIZE),
-            Some(_) => src.next_segment_pages(),
-        };
-        let first = match lent {
-            // A single buffer needs `span` of them; a segment of an iovec may join the next ones.
-            _ if span <= INLINE_VECS => self.ctx.take_slots(match req.iovec {
-                None => span,
-                Some(_) => INLINE_VECS,
-            }),
-            Some(lent) if req.iovec.is_none() && span <= BIG_VECS => {
+    }
+
+    /// [`Dio::prepare`] of a single buffer: pinned whole into one batch, on the context's slots
+    /// if it spans at most [`INLINE_VECS`] pages, else on those of `lent` if given and it spans
+    /// at most [`BIG_VECS`], else on slots allocated for it.
+    fn prepare_range(&mut self, range: UserRange, lent: Option<&'c mut Lent<'_>>) -> Result {
+        let bytes = range.len();
+        let aligned = self
+            .target
+            .limits
+            .check_segment(range.addr() as u64, bytes as u64);
+        self.checked_coherent(aligned, bytes)?;
+        let span = range.nr_pages();
+        let slots = match lent {
+            _ if span <= INLINE_VECS => self.ctx.take_slots(span).map(Slots::Borrowed),
+            Some(lent) if span <= BIG_VECS => {
                 let BigBuf { pages, vecs } = lent.get()?;
                 self.big_vecs = Some(&*vecs);
-                Some(&mut pages[..])
+                Some(Slots::Borrowed(&mut pages[..]))
             }
             _ => None,
         };
+        let slots = match slots {
+            Some(slots) => slots,
+            None => Slots::Heap(HeapSlots::new(span)?),
+        };
+        let batch = range.pin(slots)?;
+        self.mem.pages = batch.nr_pages();
+        self.mem.first = Some(batch);
+        Ok(())
+    }
+
+    /// [`Dio::prepare`] of an iovec: pinned into batches of segments that join on page
+    /// boundaries, the first one on the context's slots if its segment fits them.
+    fn prepare_iovec(&mut self, mut src: UserPages) -> Result {
+        let bytes = src.remaining();
+        let limits = &self.target.limits;
+        let aligned = src
+            .user_segments()
+            .all(|(addr, len)| limits.check_segment(addr as u64, len as u64));
+        self.checked_coherent(aligned, bytes)?;
+        // A segment may join the next ones: the first batch gets all of the context's slots.
+        let first = if src.next_segment_pages() <= INLINE_VECS {
+            self.ctx.take_slots(INLINE_VECS)
+        } else {
+            None
+        };
         self.mem.pin_all(&mut src, first)
+    }
+
+    /// The checks of [`Dio::prepare`] on `bytes` of memory, `aligned` or not, at the I/O's
+    /// device offset, then the page cache made coherent for them; records the length.
+    fn checked_coherent(&mut self, aligned: bool, bytes: usize) -> Result {
+        if !aligned || !self.target.limits.check_range(self.pos, bytes.try_into()?) {
+            return Err(EINVAL);
+        }
+        coherent_before(&self.target, self.req.write, self.pos, bytes)?;
+        self.len = bytes;
+        Ok(())
     }
 
     /// The vectors of the context's own bio, if all the pages go in it: its inline ones, or those

@@ -3,6 +3,7 @@
 //! Page extraction with FOLL_PIN semantics.
 //!
 //! A [`UserPages`] source pins user memory (a single range or an iovec) as it is extracted; a
+//! [`UserRange`] is a single range pinned whole at once (a direct I/O of one buffer); a
 //! [`KernelPages`] source only lists the pages of kernel memory (a kvec or bvec). Which of the two
 //! happened is carried in the type of the batch, [`PinnedBatch`] or [`ListedBatch`]: dropping a
 //! batch releases exactly the pages it holds (unpinning them, dirtied first after a
@@ -340,6 +341,126 @@ fn pin_user(
     Ok((len.min(pinned * PAGE_SIZE - offset0), offset0))
 }
 
+/// Pins the pages of user memory from the page-aligned address `start` in the current task's mm
+/// into all of `free`, with `pin_user_pages_fast` calls of at most `per_call` pages each, until
+/// every page is pinned or a call fails. Returns how many pages were pinned (the first slots of
+/// `free`, one FOLL_PIN pin each, which the caller now owns) and the error that stopped it.
+///
+/// The addresses come from a user range access_ok checked (it does not wrap) and stay within
+/// `free.len()` pages of it, so the arithmetic is written without the overflow checks that
+/// would each cost a branch; pin_user_pages_fast checks every address again.
+fn pin_pages(
+    start: usize,
+    free: &mut [*mut bindings::page],
+    gup_flags: u32,
+    per_call: usize,
+) -> (usize, Option<Error>) {
+    let want = free.len();
+    let per_call = per_call.clamp(1, i32::MAX as usize);
+    let mut pinned = 0usize;
+    while pinned < want {
+        let n = want.wrapping_sub(pinned).min(per_call);
+        // SAFETY: `free[pinned..]` has room for `n <= want - pinned` pages; pin_user_pages_fast
+        // fails on an address that is not user memory of the current mm.
+        let ret = unsafe {
+            bindings::pin_user_pages_fast(
+                start.wrapping_add(pinned.wrapping_mul(PAGE_SIZE)),
+                n as i32,
+                gup_flags,
+                free.as_mut_ptr().add(pinned),
+            )
+        };
+        match usize::try_from(ret) {
+            Ok(0) => return (pinned, Some(EFAULT)),
+            Ok(got) => pinned = pinned.wrapping_add(got.min(n)),
+            Err(_) => return (pinned, Some(errno(ret as isize))),
+        }
+    }
+    (pinned, None)
+}
+
+/// A single range of user memory, checked as `import_ubuf` checks it, to be pinned whole into
+/// one batch ([`UserRange::pin`]): what a direct I/O of one buffer needs of a [`UserPages`],
+/// without an `iov_iter` or a cursor, as it pins all of its memory at once.
+///
+/// # Invariants
+///
+/// `addr..addr + len` passed access_ok (it does not wrap) and `len <= MAX_RW_COUNT`. The task
+/// that made it has an mm, which `current->mm` stays while it lives: it cannot leave that task
+/// (neither `Send` nor `Sync`). `gup_flags` are FOLL_WRITE for [`Dir::FromDevice`], else 0.
+pub(crate) struct UserRange {
+    addr: usize,
+    len: usize,
+    gup_flags: u32,
+    _task: PhantomData<*mut ()>,
+}
+
+impl UserRange {
+    /// The `len` bytes at `addr`, capped at `MAX_RW_COUNT` as for `read(2)`; `EFAULT` if they
+    /// are not a user range (`access_ok`) or the task has no user memory.
+    pub(crate) fn new(addr: UserPtr, len: usize, dir: Dir) -> Result<Self> {
+        // SAFETY: No preconditions: the helper only looks at `current->mm` and compares the
+        // range against the user limit.
+        let ret = unsafe { helpers::pindio_check_ubuf(addr.as_const_ptr(), len) };
+        let len = usize::try_from(ret).map_err(|_| EFAULT)?;
+        // INVARIANT: the helper found an mm, checked the range with access_ok and capped `len`.
+        Ok(Self {
+            addr: addr.as_const_ptr() as usize,
+            len,
+            gup_flags: gup_flags(dir, false),
+            _task: PhantomData,
+        })
+    }
+
+    /// The address of the first byte.
+    pub(crate) fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// The bytes of the range.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The pages the range spans.
+    pub(crate) fn nr_pages(&self) -> usize {
+        // No overflow: the range does not wrap (type invariant).
+        (self.addr % PAGE_SIZE)
+            .wrapping_add(self.len)
+            .div_ceil(PAGE_SIZE)
+    }
+
+    /// Pins every page of the range into the first [`UserRange::nr_pages`] slots of `slots`,
+    /// as one batch. `EINVAL` if there are fewer slots; if not every page could be pinned, the
+    /// error of the call that failed (`EFAULT` for memory that is not mapped, or not writable
+    /// for [`Dir::FromDevice`]), with the pages pinned before it released.
+    pub(crate) fn pin<S: PageSlots>(&self, mut slots: S) -> Result<PinnedBatch<S>> {
+        let want = self.nr_pages();
+        let offset0 = if want == 0 { 0 } else { self.addr % PAGE_SIZE };
+        let free = slots.slots().get_mut(..want).ok_or(EINVAL)?;
+        let (pinned, err) = pin_pages(self.addr.wrapping_sub(offset0), free, self.gup_flags, want);
+        // INVARIANT: the kernel pinned `pinned` pages into the first slots, one FOLL_PIN pin
+        // each; the bytes of the range on them, from `offset0` into the first, span all of them
+        // (the range spans `want >= pinned` pages).
+        let batch = Batch {
+            slots,
+            nr: pinned,
+            offset0,
+            len: self
+                .len
+                .min(pinned.wrapping_mul(PAGE_SIZE).saturating_sub(offset0)),
+            release: Pinned {
+                dirty: self.gup_flags & bindings::FOLL_WRITE != 0,
+            },
+        };
+        match err {
+            // Dropping the batch releases what was pinned.
+            Some(err) => Err(err),
+            None => Ok(batch),
+        }
+    }
+}
+
 /// User memory, pinned (FOLL_PIN) as it is extracted.
 ///
 /// # Invariants
@@ -590,36 +711,8 @@ impl UserPages {
             .saturating_add(left)
             .div_ceil(PAGE_SIZE)
             .min(free.len());
-        let per_call = per_call.clamp(1, i32::MAX as usize);
-        // The arithmetic below stays within the user range the source was made with (access_ok
-        // checked it at import: it does not wrap) and within `want` pages: it cannot overflow,
-        // so it is written without the overflow checks that would each cost a branch.
-        let (start, flags) = (addr.wrapping_sub(offset0), self.gup_flags);
-        let mut pinned = 0usize;
-        let mut err = None;
-        while pinned < want {
-            let n = want.wrapping_sub(pinned).min(per_call);
-            // SAFETY: `free[pinned..]` has room for `n` pages; the address is within the user
-            // range the source was made with (access_ok checked at import), and
-            // pin_user_pages_fast checks it again.
-            let ret = unsafe {
-                bindings::pin_user_pages_fast(
-                    start.wrapping_add(pinned.wrapping_mul(PAGE_SIZE)),
-                    n as i32,
-                    flags,
-                    free.as_mut_ptr().add(pinned),
-                )
-            };
-            match usize::try_from(ret) {
-                Ok(0) => err = Some(EFAULT),
-                Ok(got) => {
-                    pinned = pinned.wrapping_add(got.min(n));
-                    continue;
-                }
-                Err(_) => err = Some(errno(ret as isize)),
-            }
-            break;
-        }
+        let free = free.get_mut(..want).unwrap_or(&mut []);
+        let (pinned, err) = pin_pages(addr.wrapping_sub(offset0), free, self.gup_flags, per_call);
         if pinned == 0 {
             return Err(err.unwrap_or(EFAULT));
         }
