@@ -7,6 +7,7 @@
 
 use crate::abi::{self, Command, DioRequest};
 use crate::dio::{self, Dio, DioCtxs, FdFile, Lent, Target};
+use crate::extract::UserRange;
 use crate::pins::{self, Pins};
 use crate::uapi::{
     pindio_dio, pindio_dio_batch, pindio_pin, pindio_pin_bench, pindio_read_pinned, pindio_unpin,
@@ -154,7 +155,8 @@ fn dio_target(
     }
 }
 
-/// `PINDIO_IOC_DIO`: one direct I/O, waited for; returns the bytes transferred. An I/O of up to
+/// `PINDIO_IOC_DIO`: one direct I/O, waited for; returns the bytes transferred. A single buffer
+/// of up to `INLINE_VECS` pages goes the simple way ([`dio::simple`]); an I/O of up to
 /// `BIO_MAX_VECS` pages borrows the file's spare memory.
 fn dio_one(spare: &dio::Spare, arg: UserPtr) -> Result<isize> {
     let v = ExtArg::<pindio_dio>::read(arg)?.val;
@@ -163,6 +165,13 @@ fn dio_one(spare: &dio::Spare, arg: UserPtr) -> Result<isize> {
     // clones the task.
     let file = unsafe { FdFile::get(v.fd) }?;
     let target = Target::borrowed(&file, req.write)?;
+    if req.iovec.is_none() {
+        let range = UserRange::new(user_ptr(v.buf)?, v.len.try_into()?, dio::mem_dir(req.write))?;
+        if range.nr_pages() <= dio::INLINE_VECS {
+            dio::stack_dio_ctx!(let ctx);
+            return Ok(dio::simple(&target, req, v.offset, range, ctx)?.try_into()?);
+        }
+    }
     // Declared before the context and the I/O: given back after both are gone.
     let mut lent = Lent::from(spare);
     dio::stack_dio_ctx!(let ctx);

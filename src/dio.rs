@@ -13,6 +13,10 @@
 //! 3. [`Dio::finish`]: waits for every submitted bio, then releases the pins (dirtying the pages
 //!    of a read first) by dropping the batches, and invalidates the page cache after a write.
 //!
+//! The common case of `PINDIO_IOC_DIO`, a single buffer of at most [`INLINE_VECS`] pages, goes
+//! through [`simple`] instead, which does the three steps in one, as `__blkdev_direct_IO_simple`
+//! does, with no I/O state besides its pinned batch and its bio.
+//!
 //! The bios only borrow the pages: the batches own the pins and are dropped after the last bio
 //! completed, so every page is released exactly once on every path.
 
@@ -682,12 +686,7 @@ impl<'c> Dio<'c> {
         if self.mem.pages != 0 {
             return Err(EBUSY);
         }
-        // A read from the device writes the memory.
-        let dir = if self.req.write {
-            Dir::ToDevice
-        } else {
-            Dir::FromDevice
-        };
+        let dir = mem_dir(self.req.write);
         match self.req.iovec {
             None => self.prepare_range(UserRange::new(buf, len.try_into()?, dir)?, lent),
             Some(nr_segs) => self.prepare_iovec(UserPages::new_iovec(buf, nr_segs, dir, false)?),
@@ -742,13 +741,9 @@ impl<'c> Dio<'c> {
         self.mem.pin_all(&mut src, first)
     }
 
-    /// The checks of [`Dio::prepare`] on `bytes` of memory, `aligned` or not, at the I/O's
-    /// device offset, then the page cache made coherent for them; records the length.
+    /// [`checked_coherent`] for the I/O; records the length.
     fn checked_coherent(&mut self, aligned: bool, bytes: usize) -> Result {
-        if !aligned || !self.target.limits.check_range(self.pos, bytes.try_into()?) {
-            return Err(EINVAL);
-        }
-        coherent_before(&self.target, self.req.write, self.pos, bytes)?;
+        checked_coherent(&self.target, self.req.write, self.pos, aligned, bytes)?;
         self.len = bytes;
         Ok(())
     }
@@ -808,16 +803,7 @@ impl<'c> Dio<'c> {
 
     /// The operation and flags of the I/O's bios.
     fn opf(&self) -> u32 {
-        if !self.req.write {
-            return bindings::req_op_REQ_OP_READ | 1 << bindings::req_flag_bits___REQ_SYNC;
-        }
-        let mut opf = bindings::req_op_REQ_OP_WRITE
-            | 1 << bindings::req_flag_bits___REQ_SYNC
-            | 1 << bindings::req_flag_bits___REQ_IDLE;
-        if self.req.fua {
-            opf |= 1 << bindings::req_flag_bits___REQ_FUA;
-        }
-        opf
+        opf(&self.req)
     }
 
     /// Cuts the pinned pages into bios and submits them, each accounted in the context.
@@ -1044,7 +1030,7 @@ impl<'c> OpenBio<'c> {
     /// `iov_iter_extract_bvecs` does for `bio_iov_iter_get_pages`: what `__bio_add_page` would
     /// add per page is only its room checks (done once here) and a P2P DMA page check, which
     /// pages pinned without `FOLL_PCI_P2PDMA` never need.
-    fn add_all(&mut self, batch: &mut PinnedBatch<Slots<'_>>) -> Result {
+    fn add_all<S: PageSlots>(&mut self, batch: &mut PinnedBatch<S>) -> Result {
         if self.bio.is_null() {
             return Err(EINVAL);
         }
@@ -1138,6 +1124,95 @@ impl Drop for OpenBio<'_> {
     }
 }
 
+/// Which way the data of a direct I/O moves, seen from the memory: a read from the device
+/// writes the memory.
+pub(crate) fn mem_dir(write: bool) -> Dir {
+    if write {
+        Dir::ToDevice
+    } else {
+        Dir::FromDevice
+    }
+}
+
+/// The operation and flags of the bios of `req`.
+fn opf(req: &DioRequest) -> u32 {
+    if !req.write {
+        return bindings::req_op_REQ_OP_READ | 1 << bindings::req_flag_bits___REQ_SYNC;
+    }
+    let mut opf = bindings::req_op_REQ_OP_WRITE
+        | 1 << bindings::req_flag_bits___REQ_SYNC
+        | 1 << bindings::req_flag_bits___REQ_IDLE;
+    if req.fua {
+        opf |= 1 << bindings::req_flag_bits___REQ_FUA;
+    }
+    opf
+}
+
+/// The checks of a direct I/O of `bytes` bytes of memory, `aligned` to the device's rules or not,
+/// at device offset `pos` of `target` (`EINVAL`: see [`DevLimits`]), then the page cache made
+/// coherent for it ([`coherent_before`]); all before anything is pinned.
+fn checked_coherent(
+    target: &Target<'_>,
+    write: bool,
+    pos: u64,
+    aligned: bool,
+    bytes: usize,
+) -> Result {
+    if !aligned || !target.limits.check_range(pos, bytes as u64) {
+        return Err(EINVAL);
+    }
+    // The range is within the device (checked above), whose size is a `loff_t`, and not empty:
+    // its first and last byte fit `i64`, so they are computed without overflow checks.
+    let end = pos.wrapping_add(bytes as u64).wrapping_sub(1);
+    coherent_before(target, write, pos as i64, end as i64)
+}
+
+/// A direct I/O `req` of the single buffer `range` at device offset `pos` of `target`, waited
+/// for, as `__blkdev_direct_IO_simple` does it: what [`Dio`] does in three steps, in one, for a
+/// buffer of at most [`INLINE_VECS`] pages (`EINVAL` for a larger one). It is checked as
+/// [`Dio::prepare`] checks it, pinned into the page slots of `ctx` (which must be fresh), sent
+/// as the context's inline bio with `submit_bio_wait`, and released (the pages of a read
+/// dirtied first); returns the bytes transferred. No I/O state is built besides the pinned
+/// batch and the bio: this is the common case of `PINDIO_IOC_DIO`.
+pub(crate) fn simple(
+    target: &Target<'_>,
+    req: DioRequest,
+    pos: u64,
+    range: UserRange,
+    ctx: Pin<&DioCtx>,
+) -> Result<usize> {
+    let bytes = range.len();
+    let aligned = target
+        .limits
+        .check_segment(range.addr() as u64, bytes as u64);
+    checked_coherent(target, req.write, pos, aligned, bytes)?;
+    // A larger buffer gets too few slots, which `pin` refuses.
+    let slots = ctx.take_slots(range.nr_pages()).ok_or(EBUSY)?;
+    let mut batch = range.pin(slots)?;
+    let sector = pos >> bindings::SECTOR_SHIFT;
+    // SAFETY: The context's own vectors, which live as long as it and which nothing else uses:
+    // the bio is its only one, and `submit_wait` returns only once it completed.
+    let mut bio = unsafe {
+        OpenBio::inline(
+            target,
+            opf(&req),
+            sector,
+            ctx,
+            ctx.vecs.get().cast(),
+            INLINE_VECS,
+        )
+    }?;
+    bio.add_all(&mut batch)?;
+    // The bio is complete (or was never submitted) before the batch releases the pages below;
+    // an early return drops `bio` before `batch` too (declared later).
+    let done = bio.submit_wait();
+    drop(batch);
+    if req.write {
+        coherent_after_write(target, pos, bytes);
+    }
+    done.map(|()| bytes)
+}
+
 /// The range `[pos, pos + len)` as the first and last byte, for the page-cache calls.
 fn byte_range(pos: u64, len: usize) -> Result<(i64, i64)> {
     let start = i64::try_from(pos)?;
@@ -1153,18 +1228,18 @@ fn page_index(pos: i64) -> Result<usize> {
     Ok(usize::try_from(pos)? >> PAGE_SHIFT)
 }
 
-/// Before a direct I/O, as the kernel's block-device direct I/O does: write back dirty cached
-/// pages of the range; before a write, also invalidate them so buffered readers see the new data.
-fn coherent_before(target: &Target<'_>, write: bool, pos: u64, len: usize) -> Result {
-    let (start, end) = byte_range(pos, len)?;
+/// Before a direct I/O of the device bytes `start..=end` (both within the device), as the
+/// kernel's block-device direct I/O does: write back dirty cached pages of the range; before a
+/// write, also invalidate them so buffered readers see the new data.
+fn coherent_before(target: &Target<'_>, write: bool, start: i64, end: i64) -> Result {
     let mapping = target.mapping();
     // SAFETY: `mapping` is the page cache of the open block device.
     errno_result(unsafe { bindings::filemap_write_and_wait_range(mapping, start, end) })?;
     if write {
+        // Not negative: within the device.
+        let (first, last) = (start as usize >> PAGE_SHIFT, end as usize >> PAGE_SHIFT);
         // SAFETY: As above; the page indices cover the byte range.
-        errno_result(unsafe {
-            bindings::invalidate_inode_pages2_range(mapping, page_index(start)?, page_index(end)?)
-        })?;
+        errno_result(unsafe { bindings::invalidate_inode_pages2_range(mapping, first, last) })?;
     }
     Ok(())
 }
