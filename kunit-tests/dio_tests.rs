@@ -221,7 +221,7 @@ mod tests {
         let target = Target::from_file(file.clone(), write)?;
         let range = UserRange::new(buf, len, dio::mem_dir(write))?;
         dio::stack_dio_ctx!(let ctx);
-        dio::simple(&target, req, pos, range, ctx)
+        dio::simple(&target, req, pos, &range, ctx)
     }
 
     #[test]

@@ -683,9 +683,6 @@ impl<'c> Dio<'c> {
         len: u64,
         lent: Option<&'c mut Lent<'_>>,
     ) -> Result {
-        if self.mem.pages != 0 {
-            return Err(EBUSY);
-        }
         let dir = mem_dir(self.req.write);
         match self.req.iovec {
             None => self.prepare_range(UserRange::new(buf, len.try_into()?, dir)?, lent),
@@ -693,16 +690,19 @@ impl<'c> Dio<'c> {
         }
     }
 
-    /// [`Dio::prepare`] of a single buffer: pinned whole into one batch, on the context's slots
-    /// if it spans at most [`INLINE_VECS`] pages, else on those of `lent` if given and it spans
-    /// at most [`BIG_VECS`], else on slots allocated for it.
-    fn prepare_range(&mut self, range: UserRange, lent: Option<&'c mut Lent<'_>>) -> Result {
-        let bytes = range.len();
-        let aligned = self
-            .target
-            .limits
-            .check_segment(range.addr() as u64, bytes as u64);
-        self.checked_coherent(aligned, bytes)?;
+    /// [`Dio::prepare`] of a single buffer the caller already made into `range`: pinned whole
+    /// into one batch, on the context's slots if it spans at most [`INLINE_VECS`] pages, else on
+    /// those of `lent` if given and it spans at most [`BIG_VECS`], else on slots allocated for it.
+    pub(crate) fn prepare_range(
+        &mut self,
+        range: UserRange,
+        lent: Option<&'c mut Lent<'_>>,
+    ) -> Result {
+        if self.mem.pages != 0 {
+            return Err(EBUSY);
+        }
+        range_checked_coherent(&self.target, self.req.write, self.pos, &range)?;
+        self.len = range.len();
         let span = range.nr_pages();
         let slots = match lent {
             _ if span <= INLINE_VECS => self.ctx.take_slots(span).map(Slots::Borrowed),
@@ -726,12 +726,16 @@ impl<'c> Dio<'c> {
     /// [`Dio::prepare`] of an iovec: pinned into batches of segments that join on page
     /// boundaries, the first one on the context's slots if its segment fits them.
     fn prepare_iovec(&mut self, mut src: UserPages) -> Result {
+        if self.mem.pages != 0 {
+            return Err(EBUSY);
+        }
         let bytes = src.remaining();
         let limits = &self.target.limits;
         let aligned = src
             .user_segments()
             .all(|(addr, len)| limits.check_segment(addr as u64, len as u64));
-        self.checked_coherent(aligned, bytes)?;
+        checked_coherent(&self.target, self.req.write, self.pos, aligned, bytes)?;
+        self.len = bytes;
         // A segment may join the next ones: the first batch gets all of the context's slots.
         let first = if src.next_segment_pages() <= INLINE_VECS {
             self.ctx.take_slots(INLINE_VECS)
@@ -739,13 +743,6 @@ impl<'c> Dio<'c> {
             None
         };
         self.mem.pin_all(&mut src, first)
-    }
-
-    /// [`checked_coherent`] for the I/O; records the length.
-    fn checked_coherent(&mut self, aligned: bool, bytes: usize) -> Result {
-        checked_coherent(&self.target, self.req.write, self.pos, aligned, bytes)?;
-        self.len = bytes;
-        Ok(())
     }
 
     /// The vectors of the context's own bio, if all the pages go in it: its inline ones, or those
@@ -1167,6 +1164,15 @@ fn checked_coherent(
     coherent_before(target, write, pos as i64, end as i64)
 }
 
+/// [`checked_coherent`] for the single buffer `range`, whose one segment is checked for the
+/// device's alignment.
+fn range_checked_coherent(target: &Target<'_>, write: bool, pos: u64, range: &UserRange) -> Result {
+    let aligned = target
+        .limits
+        .check_segment(range.addr() as u64, range.len() as u64);
+    checked_coherent(target, write, pos, aligned, range.len())
+}
+
 /// A direct I/O `req` of the single buffer `range` at device offset `pos` of `target`, waited
 /// for, as `__blkdev_direct_IO_simple` does it: what [`Dio`] does in three steps, in one, for a
 /// buffer of at most [`INLINE_VECS`] pages (`EINVAL` for a larger one). It is checked as
@@ -1178,14 +1184,11 @@ pub(crate) fn simple(
     target: &Target<'_>,
     req: DioRequest,
     pos: u64,
-    range: UserRange,
+    range: &UserRange,
     ctx: Pin<&DioCtx>,
 ) -> Result<usize> {
+    range_checked_coherent(target, req.write, pos, range)?;
     let bytes = range.len();
-    let aligned = target
-        .limits
-        .check_segment(range.addr() as u64, bytes as u64);
-    checked_coherent(target, req.write, pos, aligned, bytes)?;
     // A larger buffer gets too few slots, which `pin` refuses.
     let slots = ctx.take_slots(range.nr_pages()).ok_or(EBUSY)?;
     let mut batch = range.pin(slots)?;
