@@ -22,8 +22,14 @@ pub fn run(cases: &[Case], filter: &[String], after: fn() -> anyhow::Result<()>)
         .iter()
         .filter(|case| filter.is_empty() || filter.iter().any(|f| f == case.name))
         .collect();
+    // A name that matches no case is a mistake of the caller, reported as a failed case of its
+    // own: a typo must not turn a run into one that passes by testing less.
+    let unknown: Vec<&String> = filter
+        .iter()
+        .filter(|f| !cases.iter().any(|case| case.name == f.as_str()))
+        .collect();
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "KTAP version 1\n1..{}", selected.len());
+    let _ = writeln!(out, "KTAP version 1\n1..{}", selected.len() + unknown.len());
     let mut failed = 0;
     for (i, case) in selected.iter().enumerate() {
         let _ = out.flush();
@@ -40,6 +46,32 @@ pub fn run(cases: &[Case], filter: &[String], after: fn() -> anyhow::Result<()>)
             }
         }
     }
+    for (i, name) in unknown.iter().enumerate() {
+        failed += 1;
+        let _ = writeln!(out, "# unknown_case: no test case is named {name:?}");
+        let _ = writeln!(out, "not ok {} unknown_case", selected.len() + i + 1);
+    }
     let _ = out.flush();
     failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pass() -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    const CASES: &[Case] = &[Case {
+        name: "a",
+        run: pass,
+    }];
+
+    #[test]
+    fn an_unknown_case_name_fails_the_run() {
+        assert_eq!(run(CASES, &["a".into()], pass), 0);
+        assert_eq!(run(CASES, &["a".into(), "b".into()], pass), 1);
+        assert_eq!(run(CASES, &["b".into()], pass), 1);
+    }
 }
