@@ -64,7 +64,7 @@ mod tests {
 
     /// Bytes of each bio when `pieces` (page pieces in order) are cut into bios of `max_vecs`.
     fn cut(pieces: &[usize], lbs: usize, max_vecs: usize, bios: &mut KVec<usize>) -> Result {
-        let mut p = BioPlanner::new(lbs).ok_or(EINVAL)?;
+        let mut p = BioPlanner::new(lbs, PAGE_SIZE).ok_or(EINVAL)?;
         let mut open = false;
         for &piece in pieces {
             let mut len = piece;

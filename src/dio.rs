@@ -28,7 +28,7 @@ use core::{cell::Cell, marker::PhantomData, mem::MaybeUninit, pin::Pin, ptr};
 use kernel::{
     bindings,
     fs::LocalFile,
-    page::PAGE_SHIFT,
+    page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
     sync::{
         aref::ARef,
@@ -826,7 +826,8 @@ impl<'c> Dio<'c> {
         let opf = self.opf();
         let mut sector = self.pos >> bindings::SECTOR_SHIFT;
         let target = &self.target;
-        let mut planner = BioPlanner::new(self.target.limits.lbs.try_into()?).ok_or(EINVAL)?;
+        let lbs = self.target.limits.lbs.try_into()?;
+        let mut planner = BioPlanner::new(lbs, PAGE_SIZE).ok_or(EINVAL)?;
         let mut bio = OpenBio::none();
         let mut pieces_left = self.mem.pages;
         self.mem.try_for_each(|batch| {

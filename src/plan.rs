@@ -45,22 +45,29 @@ impl DevLimits {
 /// The caller opens a bio with [`BioPlanner::open`], then for each piece asks
 /// [`BioPlanner::place`] how many of its bytes go into the open bio; when `place` says the bio
 /// is full, the caller submits it and opens the next one for the rest of the piece.
+///
+/// The pieces are those of memory segments that are each a whole number of logical blocks
+/// (checked before: [`DevLimits::check_segment`]), cut at page boundaries: inside a segment
+/// every piece but the first starts a page, and every piece but the last ends one.
 #[derive(Clone, Debug)]
 pub(crate) struct BioPlanner {
     lbs_mask: usize,
+    page_size: usize,
     max_vecs: usize,
     vecs: usize,
     bytes: usize,
 }
 
 impl BioPlanner {
-    /// A planner for a device with logical blocks of `lbs` bytes (a power of two).
-    pub(crate) fn new(lbs: usize) -> Option<Self> {
-        if !lbs.is_power_of_two() {
+    /// A planner for a device with logical blocks of `lbs` bytes, for pieces of pages of
+    /// `page_size` bytes (both powers of two; a block may be larger than a page).
+    pub(crate) fn new(lbs: usize, page_size: usize) -> Option<Self> {
+        if !lbs.is_power_of_two() || !page_size.is_power_of_two() {
             return None;
         }
         Some(Self {
             lbs_mask: lbs - 1,
+            page_size,
             max_vecs: 0,
             vecs: 0,
             bytes: 0,
@@ -87,25 +94,33 @@ impl BioPlanner {
     /// Places the next piece of `len` bytes (non-zero) in the open bio, as one vector.
     ///
     /// Returns how many bytes of it go in, and whether the bio is then full and must be
-    /// submitted. A piece goes in whole unless it takes the last vector: then the bio is cut
-    /// at the last logical-block boundary inside the piece and the rest waits for the next bio.
-    /// If no boundary falls inside it but the bio already ends on one, the bio is closed as it
-    /// is: `(0, true)`, and the whole piece waits for the next bio.
+    /// submitted. A piece goes in whole if the vectors left after it can still complete the
+    /// logical block it ends in (the rest of that block follows in the same segment, a page per
+    /// piece): so it always does when a block is at most a page, but for the last vector. If
+    /// they cannot, the bio is cut at the last block boundary inside the piece and the rest
+    /// waits for the next bio, as `bio_iov_iter_align_down` trims a bio to whole blocks; if no
+    /// boundary falls inside it, the bio is closed as it is, at the boundary it ends on:
+    /// `(0, true)`, and the whole piece waits for the next bio.
     ///
-    /// `None` if no bio is open with room, or if the bio can end on a block boundary neither
-    /// before nor inside its last vector. That cannot happen for bios of two vectors or more
-    /// when every memory segment is a whole number of blocks and a block is at most a page: a
-    /// bio is then off a boundary only inside a segment, whose next piece is a whole page or
-    /// completes the segment (see the tests).
+    /// `None` if no bio is open with room, or if the open bio could not end on a block
+    /// boundary, which the rule above rules out once a bio has room for one block's pieces
+    /// (`lbs / page_size + 1` vectors; see the tests).
     pub(crate) fn place(&mut self, len: usize) -> Option<(usize, bool)> {
         if len == 0 || !self.has_room() {
             return None;
         }
         let end = self.bytes.checked_add(len)?;
-        let take = if self.vecs + 1 == self.max_vecs {
-            (end & !self.lbs_mask).checked_sub(self.bytes)?
+        let tail = end & self.lbs_mask;
+        let need = if tail == 0 {
+            0
         } else {
+            self.lbs_mask + 1 - tail
+        };
+        let left = self.max_vecs - self.vecs - 1;
+        let take = if need.div_ceil(self.page_size) <= left {
             len
+        } else {
+            (end & !self.lbs_mask).checked_sub(self.bytes)?
         };
         if take == 0 {
             if self.vecs == 0 || self.bytes & self.lbs_mask != 0 {
@@ -116,6 +131,10 @@ impl BioPlanner {
         }
         self.vecs += 1;
         self.bytes += take;
+        if take < len {
+            // Cut: the rest of the piece goes to the next bio.
+            self.vecs = self.max_vecs;
+        }
         Some((take, !self.has_room()))
     }
 }
@@ -174,7 +193,7 @@ mod tests {
                 at += n;
             }
         }
-        let mut p = BioPlanner::new(lbs).unwrap();
+        let mut p = BioPlanner::new(lbs, PS).unwrap();
         let mut bios = Vec::new();
         let mut open = false;
         for mut len in pieces {
@@ -187,7 +206,7 @@ mod tests {
                 assert!(take <= len);
                 len -= take;
                 if full {
-                    bios.push((p.bytes(), max_vecs));
+                    bios.push((p.bytes(), p.vecs.min(max_vecs)));
                     open = false;
                 }
             }
@@ -230,8 +249,32 @@ mod tests {
     }
 
     #[test]
+    fn blocks_larger_than_a_page() {
+        // Issue 13's case on a 16 KiB-block device: 1 MiB page-aligned, then 2 MiB 512 bytes
+        // into a page; every bio of 256 vectors must end on a block boundary.
+        for (lbs, max_vecs) in [
+            (8192, 3),
+            (16384, 5),
+            (16384, 256),
+            (65536, 17),
+            (65536, 256),
+        ] {
+            for start in (0..PS).step_by(512) {
+                let segs = [(0, 1 << 20), (8 << 20 | start, 2 << 20), (16 << 20, lbs)];
+                let bios = cut(&segs, lbs, max_vecs);
+                let total: usize = bios.iter().map(|b| b.0).sum();
+                assert_eq!(total, (3 << 20) + lbs, "lbs {lbs}, max_vecs {max_vecs}");
+                for (bytes, vecs) in bios {
+                    assert!(bytes > 0 && bytes % lbs == 0, "{bytes} bytes, lbs {lbs}");
+                    assert!(vecs <= max_vecs);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn refuses_what_it_cannot_place() {
-        let mut p = BioPlanner::new(4096).unwrap();
+        let mut p = BioPlanner::new(4096, PS).unwrap();
         assert_eq!(p.place(512), None); // no bio open
         p.open(1);
         assert_eq!(p.place(0), None);
@@ -243,6 +286,11 @@ mod tests {
         p.open(2);
         assert_eq!(p.place(4096), Some((4096, false)));
         assert_eq!(p.place(512), Some((0, true))); // closed before the piece
-        assert!(BioPlanner::new(1000).is_none());
+        assert!(BioPlanner::new(1000, PS).is_none());
+        assert!(BioPlanner::new(512, 1000).is_none());
+        // A 16 KiB block at a page offset of 512 spans five pieces: four vectors cannot hold it.
+        let mut p = BioPlanner::new(16384, PS).unwrap();
+        p.open(4);
+        assert_eq!(p.place(PS - 512), None);
     }
 }
