@@ -76,13 +76,16 @@ struct block_device *pindio_file_bdev(struct file *file, unsigned int *modes, un
 				      unsigned int *dma_alignment, loff_t *nr_bytes)
 {
 	struct block_device *bdev;
+	struct inode *inode;
 
 	if (!S_ISBLK(file_inode(file)->i_mode))
 		return NULL;
 	bdev = file_bdev(file);
+	inode = file->f_mapping->host;
 	*modes = (file->f_mode & FMODE_READ ? PINDIO_TARGET_READ : 0) |
 		 (file->f_mode & FMODE_WRITE ? PINDIO_TARGET_WRITE : 0) |
-		 (bdev_read_only(bdev) ? PINDIO_TARGET_RO : 0);
+		 (bdev_read_only(bdev) ? PINDIO_TARGET_RO : 0) |
+		 (IS_SWAPFILE(inode) ? PINDIO_TARGET_SWAP : 0);
 	*lbs = bdev_logical_block_size(bdev);
 	*dma_alignment = bdev_dma_alignment(bdev);
 	*nr_bytes = bdev_nr_bytes(bdev);

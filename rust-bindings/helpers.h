@@ -51,13 +51,16 @@ bool pindio_page_maybe_dma_pinned(struct page *page);
 /*
  * The block device a file is open on, and what a direct I/O checks of it, in one call (the
  * accessors are static inline): NULL if the file is not a block device. Otherwise *modes has
- * PINDIO_TARGET_READ / PINDIO_TARGET_WRITE for the file's open modes and PINDIO_TARGET_RO for a
- * read-only device, and *lbs, *dma_alignment and *nr_bytes are the device's logical block size,
+ * PINDIO_TARGET_READ / PINDIO_TARGET_WRITE for the file's open modes, PINDIO_TARGET_RO for a
+ * read-only device and PINDIO_TARGET_SWAP for an active swap device (the test of
+ * blkdev_write_iter(), which refuses writes to it; its exception for the hibernation resume
+ * device, is_hibernate_resume_dev(), is not exported to modules), and *lbs, *dma_alignment and *nr_bytes are the device's logical block size,
  * DMA alignment mask and size.
  */
 #define PINDIO_TARGET_READ	1u
 #define PINDIO_TARGET_WRITE	2u
 #define PINDIO_TARGET_RO	4u
+#define PINDIO_TARGET_SWAP	8u
 struct block_device *pindio_file_bdev(struct file *file, unsigned int *modes, unsigned int *lbs,
 				      unsigned int *dma_alignment, loff_t *nr_bytes);
 
@@ -77,6 +80,9 @@ const unsigned int PINDIO_CONST_BLK_OPEN_WRITE = (unsigned int)BLK_OPEN_WRITE;
 const unsigned int PINDIO_CONST_TARGET_READ = PINDIO_TARGET_READ;
 const unsigned int PINDIO_CONST_TARGET_WRITE = PINDIO_TARGET_WRITE;
 const unsigned int PINDIO_CONST_TARGET_RO = PINDIO_TARGET_RO;
+const unsigned int PINDIO_CONST_TARGET_SWAP = PINDIO_TARGET_SWAP;
+/* The most bytes one read or write moves (INT_MAX rounded down to a page). */
+const unsigned long PINDIO_CONST_MAX_RW_COUNT = MAX_RW_COUNT;
 #endif
 
 #endif /* PINDIO_HELPERS_H */

@@ -103,7 +103,8 @@ impl Target<'static> {
     /// the file (`fget`).
     ///
     /// `EBADF` if `fd` is not open, or not open for reading (for a read) or writing (for a
-    /// write); `ENOTBLK` if it is not a block device; `EPERM` for a write to a read-only device.
+    /// write); `ENOTBLK` if it is not a block device; `EPERM` for a write to a read-only device;
+    /// `ETXTBSY` for a write to an active swap device.
     pub(crate) fn from_fd(fd: i32, write: bool) -> Result<Self> {
         let fd = u32::try_from(fd).map_err(|_| EBADF)?;
         Self::from_file(LocalFile::fget(fd).map_err(|_| EBADF)?, write)
@@ -153,6 +154,10 @@ impl<'f> Target<'f> {
         }
         if write && modes & helpers::TARGET_RO != 0 {
             return Err(EPERM);
+        }
+        // As blkdev_write_iter: swap owns an active swap device's blocks.
+        if write && modes & helpers::TARGET_SWAP != 0 {
+            return Err(ETXTBSY);
         }
         let limits = DevLimits {
             lbs: lbs.into(),
