@@ -63,7 +63,7 @@ mod tests {
         for i in 0..3 * PAGE_SIZE + 123 {
             buf.push(pattern(i), GFP_KERNEL)?;
         }
-        let mut src = KernelPages::from_slices(&[&buf[5..]], Dir::ToDevice)?;
+        let mut src = KernelPages::from_slices(&[&buf[5..]])?;
         let mut slots = StackSlots::new();
         let mut pages = KVec::new();
         let mut done = 0;
@@ -178,11 +178,11 @@ mod tests {
         // A kernel address fails access_ok.
         let kaddr = UserPtr::from_addr(usize::MAX - PAGE_SIZE + 1);
         assert_eq!(UserRange::new(kaddr, 16, Dir::ToDevice).err(), Some(EFAULT));
-        // The length is capped at MAX_RW_COUNT, as for read(2).
-        let max_rw = i32::MAX as usize & !(PAGE_SIZE - 1);
+        // A length above MAX_RW_COUNT is refused, not capped as for read(2): pindio does an
+        // I/O whole or not at all.
         assert_eq!(
-            UserRange::new(far, usize::MAX, Dir::ToDevice)?.len(),
-            max_rw
+            UserRange::new(far, usize::MAX, Dir::ToDevice).err(),
+            Some(EINVAL)
         );
         // An unmapped user address passes the checks; pinning it fails.
         let mut slots = StackSlots::new();
@@ -371,7 +371,7 @@ mod tests {
         let mut slots = StackSlots::new();
         let mut src = UserPages::new(base, 0, Dir::ToDevice, false)?;
         assert!(src.next_batch(&mut slots)?.is_none());
-        let mut ksrc = KernelPages::from_slices(&[], Dir::ToDevice)?;
+        let mut ksrc = KernelPages::from_slices(&[])?;
         assert!(ksrc.next_batch(&mut slots)?.is_none());
         Ok(())
     }
@@ -415,6 +415,151 @@ mod tests {
             UserPages::new_iovec(uvec_ptr, bindings::UIO_MAXIOV + 1, Dir::ToDevice, false).err(),
             Some(EINVAL)
         );
+        Ok(())
+    }
+
+    #[test]
+    fn iovec_of_one_segment() -> Result {
+        // import_iovec takes a one-segment iovec apart from the others (it oopsed with no fast
+        // array): every way of pinning it must work.
+        let base = user_mem::map(4 * PAGE_SIZE)?;
+        user_mem::fill(base, 3 * PAGE_SIZE)?;
+        let uvec_ptr = base.wrapping_byte_add(3 * PAGE_SIZE);
+        let addr = base.as_const_ptr() as usize;
+        user_mem::put_iovec(uvec_ptr, &[(addr + 100, 2 * PAGE_SIZE)])?;
+        for longterm in [false, true] {
+            for dir in [Dir::ToDevice, Dir::FromDevice] {
+                let mut src = UserPages::new_iovec(uvec_ptr, 1, dir, longterm)?;
+                assert_eq!(src.remaining(), 2 * PAGE_SIZE);
+                let mut slots = StackSlots::new();
+                let mut pages = KVec::new();
+                let mut batch = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
+                assert!(
+                    batch.nr_pages() == 3
+                        && pinned(batch.segments().next().ok_or(EINVAL)?.0.as_ptr())
+                );
+                assert_eq!(walk(&mut batch, 100, pattern, &mut pages)?, 2 * PAGE_SIZE);
+                drop(batch);
+                assert!(src.next_batch(&mut slots)?.is_none());
+                assert!(!pages.iter().any(|&p| pinned(p)));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn empty_segments_are_skipped_and_pin_nothing() -> Result {
+        let base = user_mem::map(4 * PAGE_SIZE)?;
+        user_mem::fill(base, 3 * PAGE_SIZE)?;
+        let uvec_ptr = base.wrapping_byte_add(3 * PAGE_SIZE);
+        let addr = base.as_const_ptr() as usize;
+        // The review's case first: an empty segment at an unaligned address, then a page; then
+        // empty segments between and after the data.
+        let shapes: [&[(usize, usize)]; 3] = [
+            &[(addr + 8, 0), (addr, PAGE_SIZE)],
+            &[
+                (addr, 0),
+                (addr + 8, 0),
+                (addr + PAGE_SIZE, PAGE_SIZE),
+                (addr + 3, 0),
+            ],
+            &[
+                (addr + PAGE_SIZE + 1, 0),
+                (addr + 2 * PAGE_SIZE, 512),
+                (0, 0),
+            ],
+        ];
+        for segs in shapes {
+            user_mem::put_iovec(uvec_ptr, segs)?;
+            let n = u32::try_from(segs.len())?;
+            let bytes: usize = segs.iter().map(|s| s.1).sum();
+            for longterm in [false, true] {
+                let mut src = UserPages::new_iovec(uvec_ptr, n, Dir::FromDevice, longterm)?;
+                assert_eq!(src.remaining(), bytes);
+                let mut slots = StackSlots::new();
+                let mut pages = KVec::new();
+                let mut batch = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
+                // One page, holding exactly the bytes of the one non-empty segment.
+                assert_eq!((batch.nr_pages(), batch.len()), (1, bytes));
+                let start = segs.iter().find(|s| s.1 > 0).ok_or(EINVAL)?.0 - addr;
+                walk(&mut batch, start, pattern, &mut pages)?;
+                drop(batch);
+                assert!(src.next_batch(&mut slots)?.is_none());
+                // Nothing else was pinned: not the page of an empty segment either.
+                for page in 0..3 {
+                    let mut probe = UserRange::new(
+                        base.wrapping_byte_add(page * PAGE_SIZE),
+                        PAGE_SIZE,
+                        Dir::ToDevice,
+                    )?
+                    .pin(StackSlots::new())?;
+                    let p = probe.segments().next().ok_or(EINVAL)?.0.as_ptr();
+                    drop(probe);
+                    assert!(!pinned(p));
+                }
+            }
+        }
+        // Only empty segments: nothing to extract.
+        user_mem::put_iovec(uvec_ptr, &[(addr + 8, 0), (addr, 0)])?;
+        let mut src = UserPages::new_iovec(uvec_ptr, 2, Dir::ToDevice, true)?;
+        assert_eq!(src.remaining(), 0);
+        assert!(src.next_batch(StackSlots::new())?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn iovec_total_is_limited_not_cut() -> Result {
+        // Address space is enough: nothing is pinned, only the iovec is checked.
+        let base = user_mem::map(PAGE_SIZE)?;
+        let uvec_ptr = base;
+        let addr = 1usize << 32;
+        let max = crate::ffi::helpers::MAX_RW_COUNT;
+        let half = 3usize << 29;
+        user_mem::put_iovec(uvec_ptr, &[(addr, half), (addr, max - half)])?;
+        let src = UserPages::new_iovec(uvec_ptr, 2, Dir::ToDevice, false)?;
+        assert_eq!(src.remaining(), max);
+        user_mem::put_iovec(uvec_ptr, &[(addr, half), (addr, max - half + 1)])?;
+        assert_eq!(
+            UserPages::new_iovec(uvec_ptr, 2, Dir::ToDevice, false).err(),
+            Some(EINVAL)
+        );
+        // A length negative as an ssize_t, and a segment in kernel space.
+        user_mem::put_iovec(uvec_ptr, &[(addr, usize::MAX)])?;
+        assert_eq!(
+            UserPages::new_iovec(uvec_ptr, 1, Dir::ToDevice, false).err(),
+            Some(EINVAL)
+        );
+        user_mem::put_iovec(uvec_ptr, &[(addr, 512), (usize::MAX - PAGE_SIZE + 1, 16)])?;
+        assert_eq!(
+            UserPages::new_iovec(uvec_ptr, 2, Dir::ToDevice, false).err(),
+            Some(EFAULT)
+        );
+        // The single range: above MAX_RW_COUNT is refused too.
+        assert_eq!(
+            UserRange::new(UserPtr::from_addr(addr), max + 1, Dir::ToDevice).err(),
+            Some(EINVAL)
+        );
+        assert_eq!(
+            UserRange::new(UserPtr::from_addr(addr), max, Dir::ToDevice)?.len(),
+            max
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn kvec_for_the_device_to_fill_is_borrowed_mutably() -> Result {
+        let mut a = KVec::from_elem(0x11u8, PAGE_SIZE + 10, GFP_KERNEL)?;
+        let mut b = KVec::from_elem(0x11u8, 100, GFP_KERNEL)?;
+        let mut bufs = [&mut a[..], &mut b[..]];
+        let mut src = KernelPages::from_slices_mut(&mut bufs)?;
+        let mut slots = StackSlots::new();
+        let mut pages = KVec::new();
+        let mut done = 0;
+        while let Some(mut batch) = src.next_batch(&mut slots)? {
+            done += walk(&mut batch, done, |_| 0x11, &mut pages)?;
+        }
+        assert_eq!(done, PAGE_SIZE + 110);
+        assert!(!pages.iter().any(|&p| pinned(p)));
         Ok(())
     }
 }

@@ -70,3 +70,14 @@ pub(crate) fn fill(ptr: UserPtr, len: usize) -> Result {
 pub(crate) fn pattern(i: usize) -> u8 {
     (i % 251) as u8
 }
+
+/// Writes an array of `struct iovec` for the `(address, length)` segments `segs` to user memory
+/// at `at`.
+pub(crate) fn put_iovec(at: UserPtr, segs: &[(usize, usize)]) -> Result {
+    let mut uvec = KVec::new();
+    for &(addr, len) in segs {
+        uvec.extend_from_slice(&addr.to_ne_bytes(), GFP_KERNEL)?;
+        uvec.extend_from_slice(&len.to_ne_bytes(), GFP_KERNEL)?;
+    }
+    put(at, &uvec)
+}

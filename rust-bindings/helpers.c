@@ -60,11 +60,16 @@ ssize_t pindio_check_ubuf(const void __user *buf, size_t len)
 {
 	if (unlikely(!current->mm))
 		return -EFAULT;
-	if (len > MAX_RW_COUNT)
-		len = MAX_RW_COUNT;
+	if (unlikely(len > MAX_RW_COUNT))
+		return -EINVAL;
 	if (unlikely(!access_ok(buf, len)))
 		return -EFAULT;
 	return len;
+}
+
+bool pindio_access_ok(const void __user *ptr, size_t len)
+{
+	return access_ok(ptr, len);
 }
 
 bool pindio_page_maybe_dma_pinned(struct page *page)

@@ -40,10 +40,14 @@ size_t pindio_iter_iov_len(const struct iov_iter *i);
 
 /*
  * import_ubuf()'s checks of a single user range, without the iov_iter, for pinning it in the
- * current task: the length capped at MAX_RW_COUNT, or -EFAULT if the task has no user memory (a
- * kernel thread) or the range fails access_ok().
+ * current task: the length, or -EFAULT if the task has no user memory (a kernel thread) or the
+ * range fails access_ok(). Unlike import_ubuf(), a length above MAX_RW_COUNT is -EINVAL, not
+ * capped: pindio's I/Os are done whole or not at all.
  */
 ssize_t pindio_check_ubuf(const void __user *buf, size_t len);
+
+/* access_ok(): whether a user range lies in user space (an iovec segment, checked at import). */
+bool pindio_access_ok(const void __user *ptr, size_t len);
 
 /* folio_maybe_dma_pinned() of a page: whether a page holds FOLL_PIN pins (the KUnit suites check it). */
 bool pindio_page_maybe_dma_pinned(struct page *page);

@@ -16,6 +16,7 @@ use crate::uapi::{
 use crate::uarg::ExtArg;
 use core::mem::{offset_of, size_of};
 use kernel::{
+    alloc::flags::__GFP_NOWARN,
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceRegistration},
     new_mutex, new_spinlock,
@@ -208,7 +209,8 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
     // The completion contexts outlive the I/Os that borrow them (declared first, dropped last),
     // all in one allocation.
     let ctxs = DioCtxs::new(nr)?;
-    let mut ios = KVec::with_capacity(nr, GFP_KERNEL)?;
+    // Up to PINDIO_DIO_BATCH_MAX I/O states, tens of KiB: virtually contiguous is enough.
+    let mut ios = KVVec::with_capacity(nr, GFP_KERNEL | __GFP_NOWARN)?;
     let mut last = None;
     for (i, ctx) in ctxs.iter().enumerate() {
         let mut mem = (UserPtr::from_addr(0), 0);

@@ -26,6 +26,7 @@ use crate::ffi::helpers;
 use crate::plan::{BioPlanner, DevLimits};
 use core::{cell::Cell, marker::PhantomData, mem::MaybeUninit, pin::Pin, ptr};
 use kernel::{
+    alloc::flags::__GFP_NOWARN,
     bindings,
     fs::LocalFile,
     page::{PAGE_SHIFT, PAGE_SIZE},
@@ -464,18 +465,20 @@ macro_rules! stack_dio_ctx {
 }
 pub(crate) use stack_dio_ctx;
 
-/// Contexts for `n` direct I/Os in one allocation (`PINDIO_IOC_DIO_BATCH`).
+/// Contexts for `n` direct I/Os in one allocation (`PINDIO_IOC_DIO_BATCH`): about 140 KiB for a
+/// full batch, so virtually contiguous memory is enough (`KVVec`), as an order-6 page block may
+/// not be found.
 ///
 /// # Invariants
 ///
 /// The vector is never grown or shrunk, so its elements are pinned where they are until it is
 /// dropped.
-pub(crate) struct DioCtxs(KVec<DioCtx>);
+pub(crate) struct DioCtxs(KVVec<DioCtx>);
 
 impl DioCtxs {
     /// `n` fresh contexts.
     pub(crate) fn new(n: usize) -> Result<Self> {
-        let mut v = KVec::<DioCtx>::with_capacity(n, GFP_KERNEL)?;
+        let mut v = KVVec::<DioCtx>::with_capacity(n, GFP_KERNEL | __GFP_NOWARN)?;
         let slots = v.spare_capacity_mut().get_mut(..n).ok_or(ENOMEM)?;
         for slot in slots.iter_mut() {
             // SAFETY: `slot` is valid for writes and not moved afterwards (type invariant).
@@ -736,9 +739,10 @@ impl<'c> Dio<'c> {
         }
         let bytes = src.remaining();
         let limits = &self.target.limits;
+        // Empty segments carry no data: skipped, wherever they point.
         let aligned = src
             .user_segments()
-            .all(|(addr, len)| limits.check_segment(addr as u64, len as u64));
+            .all(|(addr, len)| len == 0 || limits.check_segment(addr as u64, len as u64));
         checked_coherent(&self.target, self.req.write, self.pos, aligned, bytes)?;
         self.len = bytes;
         // A segment may join the next ones: the first batch gets all of the context's slots.
@@ -1253,22 +1257,31 @@ fn coherent_before(target: &Target<'_>, write: bool, start: i64, end: i64) -> Re
     Ok(())
 }
 
-/// After a direct write: drop cached pages a buffered reader brought in meanwhile
-/// (`kiocb_invalidate_post_direct_write`).
+/// After a direct write: drop cached pages a buffered reader brought in meanwhile, as
+/// `kiocb_invalidate_post_direct_write` does (not exported). If that fails, the cache may hold
+/// stale data: as `dio_warn_stale_pagecache`, the error is recorded in the mapping
+/// (`errseq_set(&mapping->wb_err, -EIO)`), so the next `fsync` of the device reports `EIO`, and
+/// a warning is printed once, so that a caller cannot flood the log with it.
 fn coherent_after_write(target: &Target<'_>, pos: u64, len: usize) {
     let Ok((start, end)) = byte_range(pos, len) else {
         return;
     };
+    let mapping = target.mapping();
     // SAFETY: `mapping` is the page cache of the open block device.
     let ret = unsafe {
         bindings::invalidate_inode_pages2_range(
-            target.mapping(),
+            mapping,
             page_index(start).unwrap_or(0),
             page_index(end).unwrap_or(usize::MAX),
         )
     };
     if ret != 0 {
-        pr_warn!("page cache invalidation failed after a direct write: stale data possible\n");
+        // SAFETY: `mapping` is valid (see above); `wb_err` is an errseq_t, which errseq_set
+        // updates atomically against other writers and readers.
+        unsafe { bindings::errseq_set(&raw mut (*mapping).wb_err, EIO.to_errno()) };
+        kernel::pr_crit_once!(
+            "page cache invalidation failure on direct I/O: stale data possible\n"
+        );
     }
 }
 

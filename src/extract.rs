@@ -17,12 +17,18 @@
 
 use crate::ffi::helpers;
 use crate::segments::Segments;
-use core::{marker::PhantomData, mem::MaybeUninit, ptr, ptr::NonNull};
+use core::{
+    marker::PhantomData,
+    mem::{size_of, MaybeUninit},
+    ptr,
+    ptr::NonNull,
+};
 use kernel::{
+    alloc::flags::__GFP_NOWARN,
     bindings,
     page::{BorrowedPage, Page, PAGE_SIZE},
     prelude::*,
-    uaccess::UserPtr,
+    uaccess::{UserPtr, UserSlice},
 };
 
 /// Which way the data moves, seen from the memory.
@@ -74,10 +80,12 @@ impl PageSlots for StackSlots {
 pub(crate) struct HeapSlots(KVVec<*mut bindings::page>);
 
 impl HeapSlots {
-    /// Slots for `pages` pages.
+    /// Slots for `pages` pages (a number the caller of an ioctl chose: no warning if there is
+    /// no memory for them, only `ENOMEM`).
     pub(crate) fn new(pages: usize) -> Result<Self> {
-        let mut v = KVVec::with_capacity(pages, GFP_KERNEL)?;
-        v.resize(pages, ptr::null_mut(), GFP_KERNEL)?;
+        let gfp = GFP_KERNEL | __GFP_NOWARN;
+        let mut v = KVVec::with_capacity(pages, gfp)?;
+        v.resize(pages, ptr::null_mut(), gfp)?;
         Ok(Self(v))
     }
 }
@@ -279,6 +287,16 @@ impl Iter {
         Ok((ret.try_into()?, offset0))
     }
 
+    /// Moves past empty segments, as `iov_iter_extract_pages` does (`first_iovec_segment`), so
+    /// that the current segment has bytes whenever any are left: an advance by 0 bytes steps over
+    /// every empty segment in front of the position, and does nothing to a single range.
+    fn skip_empty(&mut self) {
+        if self.count() > 0 {
+            // SAFETY: `iter` is initialised (type invariant); advancing by 0 bytes stays within it.
+            unsafe { bindings::iov_iter_advance(&mut self.iter, 0) };
+        }
+    }
+
     /// The current segment of a user-backed iterator: its address and the bytes left in it.
     fn user_segment(&self) -> (usize, usize) {
         // SAFETY: `iter` is initialised (type invariant); callers use this only on user-backed
@@ -290,13 +308,14 @@ impl Iter {
     }
 
     /// Like [`Iter::extract`] for a user iterator, but with `gup_flags` (`FOLL_LONGTERM`, which
-    /// `iov_iter_extract_pages` does not take): pins pages of the current segment with
-    /// [`pin_user`], as `iov_iter_extract_user_pages` does, and advances past them.
+    /// `iov_iter_extract_pages` does not take): pins pages of the first segment that has bytes
+    /// with [`pin_user`], as `iov_iter_extract_user_pages` does, and advances past them.
     fn extract_flags(
         &mut self,
         slots: &mut [*mut bindings::page],
         gup_flags: u32,
     ) -> Result<(usize, usize)> {
+        self.skip_empty();
         let (addr, seg_len) = self.user_segment();
         let (len, offset0) = pin_user(addr, seg_len, slots, gup_flags)?;
         // SAFETY: `iter` is initialised and has at least `len <= count` bytes left.
@@ -308,13 +327,18 @@ impl Iter {
 /// Pins (FOLL_PIN and `gup_flags`) the pages of up to `len` bytes of user memory at `addr` in the
 /// current task's mm into `slots`, with `pin_user_pages_fast`, the call `iov_iter_extract_pages`
 /// makes for user memory. Returns the bytes pinned (fewer if the kernel pinned fewer pages than
-/// asked) and the offset into the first page.
+/// asked, never 0) and the offset into the first page. Every page it pins carries at least one
+/// of those bytes, so the caller's batch accounts for all of them; `EINVAL` for `len == 0`, for
+/// which it pins nothing (no byte would hold the page of a misaligned address).
 fn pin_user(
     addr: usize,
     len: usize,
     slots: &mut [*mut bindings::page],
     gup_flags: u32,
 ) -> Result<(usize, usize)> {
+    if len == 0 {
+        return Err(EINVAL);
+    }
     let offset0 = addr % PAGE_SIZE;
     let want = offset0
         .checked_add(len)
@@ -396,14 +420,17 @@ pub(crate) struct UserRange {
 }
 
 impl UserRange {
-    /// The `len` bytes at `addr`, capped at `MAX_RW_COUNT` as for `read(2)`; `EFAULT` if they
-    /// are not a user range (`access_ok`) or the task has no user memory.
+    /// The `len` bytes at `addr`; `EINVAL` above `MAX_RW_COUNT` (which `read(2)` would cap
+    /// instead: pindio does an I/O whole or not at all), `EFAULT` if they are not a user range
+    /// (`access_ok`) or the task has no user memory.
     pub(crate) fn new(addr: UserPtr, len: usize, dir: Dir) -> Result<Self> {
         // SAFETY: No preconditions: the helper only looks at `current->mm` and compares the
         // range against the user limit.
         let ret = unsafe { helpers::pindio_check_ubuf(addr.as_const_ptr(), len) };
-        let len = usize::try_from(ret).map_err(|_| EFAULT)?;
-        // INVARIANT: the helper found an mm, checked the range with access_ok and capped `len`.
+        if ret < 0 {
+            return Err(errno(ret));
+        }
+        // INVARIANT: the helper found an mm, checked the range with access_ok and its length.
         Ok(Self {
             addr: addr.as_const_ptr() as usize,
             len,
@@ -467,15 +494,15 @@ impl UserRange {
 ///
 /// The task that made it has an mm (a user address space), which `current->mm` stays while it
 /// lives: it cannot leave that task (not `Send`). `iter` is user-backed (`ITER_UBUF` or
-/// `ITER_IOVEC`). If `iov` is not null, it is the kmalloc'ed array of `nr_segs` iovecs `iter`
-/// points into, freed on drop; if it is null, `iter` is an `ITER_UBUF` over the single segment
-/// `ubuf`, and `cur` is the address and length of what is left of it (a single range is pinned
-/// straight from `cur`; `iter` then only checked it). `gup_flags` are FOLL_WRITE for
-/// [`Dir::FromDevice`] and FOLL_LONGTERM on request.
+/// `ITER_IOVEC`). If `iov` is not empty, it is the array of iovecs, read from user memory once,
+/// that the `ITER_IOVEC` `iter` points into: its heap buffer is neither grown nor freed while
+/// `iter` lives. If it is empty, `iter` is an `ITER_UBUF` over the single segment `ubuf`, and
+/// `cur` is the address and length of what is left of it (a single range is pinned straight
+/// from `cur`; `iter` then only checked it). `gup_flags` are FOLL_WRITE for [`Dir::FromDevice`]
+/// and FOLL_LONGTERM on request.
 pub(crate) struct UserPages {
     iter: Iter,
-    iov: *mut bindings::iovec,
-    nr_segs: usize,
+    iov: KVVec<bindings::iovec>,
     ubuf: (usize, usize),
     cur: Option<(usize, usize)>,
     gup_flags: u32,
@@ -487,10 +514,13 @@ pub(crate) struct UserPages {
 impl UserPages {
     /// A single user range of `len` bytes at `addr`.
     ///
-    /// Fails with `EFAULT` if the range is not a user range (`access_ok`); `len` is capped at
-    /// `MAX_RW_COUNT` as for `read(2)`.
+    /// Fails with `EFAULT` if the range is not a user range (`access_ok`), and with `EINVAL`
+    /// above `MAX_RW_COUNT` (which `import_ubuf` would cap as for `read(2)`).
     pub(crate) fn new(addr: UserPtr, len: usize, dir: Dir, longterm: bool) -> Result<Self> {
         user_task()?;
+        if len > helpers::MAX_RW_COUNT {
+            return Err(EINVAL);
+        }
         let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
         // SAFETY: `iter` is valid for writes; `addr` is only recorded, and checked by access_ok.
         let ret = unsafe {
@@ -509,8 +539,7 @@ impl UserPages {
         // INVARIANT: an ITER_UBUF iterator over `ubuf`, all of it left; no iovec array.
         Ok(Self {
             iter,
-            iov: ptr::null_mut(),
-            nr_segs: 1,
+            iov: KVVec::new(),
             ubuf,
             cur: Some(ubuf),
             gup_flags: gup_flags(dir, longterm),
@@ -519,48 +548,61 @@ impl UserPages {
 
     /// An array of `nr_segs` `struct iovec` at `uvec` in user memory, read once.
     ///
-    /// Fails as `readv(2)` does: `EINVAL` for more than `UIO_MAXIOV` segments or a total above
-    /// `MAX_RW_COUNT` or a negative length, `EFAULT` for bad memory.
+    /// Checked as `import_iovec` checks it for `readv(2)`, but a total above `MAX_RW_COUNT` is
+    /// refused instead of cut short, since a pin or a direct I/O is done whole or not at all:
+    /// `EINVAL` for no or more than `UIO_MAXIOV` segments, a length that is negative as an
+    /// `ssize_t`, or a total above `MAX_RW_COUNT`; `EFAULT` if the array cannot be read or a
+    /// segment is not user memory (`access_ok`). Empty segments are allowed anywhere and are
+    /// skipped when pinning. One segment is an iovec like any other (`import_iovec` would make it
+    /// an `ITER_UBUF` through the caller's array).
     pub(crate) fn new_iovec(uvec: UserPtr, nr_segs: u32, dir: Dir, longterm: bool) -> Result<Self> {
         user_task()?;
-        let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
-        let mut iov: *mut bindings::iovec = ptr::null_mut();
-        // SAFETY: `iter` and `iov` are valid for writes. With `fast_segs == 0` and a null `*iovp`
-        // import_iovec allocates the array itself and returns it in `iov` (or leaves it null on
-        // failure), so the iterator never points into this stack frame.
-        let ret = unsafe {
-            bindings::import_iovec(
-                dir.iter_dir().try_into()?,
-                uvec.as_const_ptr().cast(),
-                nr_segs,
-                0,
-                &mut iov,
-                iter.as_mut_ptr(),
-            )
-        };
-        if ret < 0 {
-            // SAFETY: On failure import_iovec has freed what it allocated and set `iov` to null;
-            // kfree(NULL) is a no-op either way.
-            unsafe { bindings::kfree(iov.cast()) };
-            return Err(errno(ret));
+        if nr_segs == 0 || nr_segs > bindings::UIO_MAXIOV {
+            return Err(EINVAL);
         }
-        // SAFETY: import_iovec succeeded, so it initialised `iter`.
+        let n = usize::try_from(nr_segs)?;
+        let mut iov = KVVec::<bindings::iovec>::with_capacity(n, GFP_KERNEL | __GFP_NOWARN)?;
+        let bytes = n.checked_mul(size_of::<bindings::iovec>()).ok_or(EINVAL)?;
+        let spare = iov
+            .spare_capacity_mut()
+            .as_mut_ptr()
+            .cast::<MaybeUninit<u8>>();
+        // SAFETY: The vector has room for `n` iovecs, `bytes` bytes valid for writes; they are
+        // seen as bytes that may be uninitialised, which the copy fills.
+        let raw = unsafe { core::slice::from_raw_parts_mut(spare, bytes) };
+        UserSlice::new(uvec, bytes).reader().read_raw(raw)?;
+        // SAFETY: The copy initialised the first `n` iovecs (an address and a length, for which
+        // every bit pattern is valid).
+        unsafe { iov.inc_len(n) };
+        if iov.iter().any(|v| isize::try_from(v.iov_len).is_err()) {
+            return Err(EINVAL);
+        }
+        let mut total = 0usize;
+        for v in iov.iter() {
+            // SAFETY: No preconditions: access_ok compares the range with the user limit.
+            if !unsafe { helpers::pindio_access_ok(v.iov_base, v.iov_len) } {
+                return Err(EFAULT);
+            }
+            total = total
+                .checked_add(v.iov_len)
+                .filter(|&t| t <= helpers::MAX_RW_COUNT)
+                .ok_or(EINVAL)?;
+        }
+        let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
+        // SAFETY: `iter` is valid for writes; `iov` holds `n` iovecs of user ranges (checked
+        // above) totalling `total` bytes, in a heap buffer that moves into `Self` unchanged.
+        unsafe {
+            bindings::iov_iter_init(iter.as_mut_ptr(), dir.iter_dir(), iov.as_ptr(), n, total)
+        };
+        // SAFETY: iov_iter_init initialised `iter`.
         let iter = unsafe { iter.assume_init() };
         let iter = Iter { iter };
-        // For a single segment import_iovec makes an ITER_UBUF and keeps no array.
-        let ubuf = if iov.is_null() {
-            iter.user_segment()
-        } else {
-            (0, 0)
-        };
-        // INVARIANT: an ITER_IOVEC iterator into `iov` (`nr_segs` entries, checked by
-        // import_iovec), or, with `iov` null, an ITER_UBUF over `ubuf`, all of it left.
+        // INVARIANT: an ITER_IOVEC iterator into `iov`'s heap buffer, all of it left.
         Ok(Self {
             iter,
             iov,
-            nr_segs: nr_segs.try_into()?,
-            ubuf,
-            cur: iov.is_null().then_some(ubuf),
+            ubuf: (0, 0),
+            cur: None,
             gup_flags: gup_flags(dir, longterm),
         })
     }
@@ -573,29 +615,29 @@ impl UserPages {
         }
     }
 
-    /// The address and length of what is left of the current segment; only while bytes remain
-    /// (an exhausted iovec iterator points past its array).
-    fn current_segment(&self) -> (usize, usize) {
-        self.cur.unwrap_or_else(|| self.iter.user_segment())
+    /// The address and length of what is left of the current segment, past any empty ones;
+    /// only while bytes remain (an exhausted iovec iterator points past its array).
+    fn current_segment(&mut self) -> (usize, usize) {
+        match self.cur {
+            Some(cur) => cur,
+            None => {
+                self.iter.skip_empty();
+                self.iter.user_segment()
+            }
+        }
     }
 
-    /// The segments `(address, length)` the source was made from, whatever was extracted since.
+    /// The segments `(address, length)` the source was made from, whatever was extracted since;
+    /// empty ones included.
     pub(crate) fn user_segments(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let iovs: &[bindings::iovec] = if self.iov.is_null() {
-            &[]
-        } else {
-            // SAFETY: By the type invariant a non-null `iov` is an array of `nr_segs` iovecs
-            // owned by `self`, which nothing writes while `self` is borrowed.
-            unsafe { core::slice::from_raw_parts(self.iov, self.nr_segs) }
-        };
-        let ubuf = self.iov.is_null().then_some(self.ubuf);
-        let iovs = iovs.iter().map(|v| (v.iov_base as usize, v.iov_len));
+        let ubuf = self.iov.is_empty().then_some(self.ubuf);
+        let iovs = self.iov.iter().map(|v| (v.iov_base as usize, v.iov_len));
         Iterator::chain(ubuf.into_iter(), iovs)
     }
 
     /// Pages the next batch can span at most: those of the current segment (0 when nothing is
     /// left).
-    pub(crate) fn next_segment_pages(&self) -> usize {
+    pub(crate) fn next_segment_pages(&mut self) -> usize {
         if self.remaining() == 0 {
             return 0;
         }
@@ -746,18 +788,6 @@ impl UserPages {
     }
 }
 
-impl Drop for UserPages {
-    fn drop(&mut self) {
-        // A single range has no array.
-        if self.iov.is_null() {
-            return;
-        }
-        // SAFETY: By the type invariant `iov` is the array import_iovec allocated, and nothing
-        // refers to it once the iterator is dropped.
-        unsafe { bindings::kfree(self.iov.cast()) };
-    }
-}
-
 /// Kernel memory whose pages are listed, not pinned, as it is extracted; borrowed for `'a`.
 ///
 /// # Invariants
@@ -777,17 +807,35 @@ enum KernelSegs {
 }
 
 impl<'a> KernelPages<'a> {
-    /// The buffers `bufs` (kmalloc'ed or vmalloc'ed memory), as a kvec iterator.
-    pub(crate) fn from_slices(bufs: &[&'a [u8]], dir: Dir) -> Result<Self> {
+    /// The buffers `bufs` (kmalloc'ed or vmalloc'ed memory) as the source of a transfer to a
+    /// device ([`Dir::ToDevice`]), as a kvec iterator: the device only reads them, so shared
+    /// borrows are enough.
+    pub(crate) fn from_slices(bufs: &[&'a [u8]]) -> Result<Self> {
+        Self::from_kvecs(bufs.iter().map(|b| (b.as_ptr(), b.len())), Dir::ToDevice)
+    }
+
+    /// The buffers `bufs` as the destination of a transfer from a device
+    /// ([`Dir::FromDevice`]): the device writes them, so they are borrowed mutably, as
+    /// `kernel::iov::IovIterDest` borrows its buffer.
+    pub(crate) fn from_slices_mut(bufs: &'a mut [&'a mut [u8]]) -> Result<Self> {
+        Self::from_kvecs(bufs.iter().map(|b| (b.as_ptr(), b.len())), Dir::FromDevice)
+    }
+
+    /// A kvec iterator in `dir` over the buffers `(address, length)` of `bufs`, borrowed for
+    /// `'a` by the caller (mutably for [`Dir::FromDevice`]).
+    fn from_kvecs(
+        bufs: impl ExactSizeIterator<Item = (*const u8, usize)>,
+        dir: Dir,
+    ) -> Result<Self> {
         let mut kvecs = KVec::with_capacity(bufs.len(), GFP_KERNEL)?;
         let mut count = 0usize;
-        for buf in bufs {
+        for (addr, len) in bufs {
             let kvec = bindings::kvec {
-                iov_base: buf.as_ptr().cast_mut().cast(),
-                iov_len: buf.len(),
+                iov_base: addr.cast_mut().cast(),
+                iov_len: len,
             };
             kvecs.push(kvec, GFP_KERNEL)?;
-            count = count.checked_add(buf.len()).ok_or(EINVAL)?;
+            count = count.checked_add(len).ok_or(EINVAL)?;
         }
         let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
         // SAFETY: `iter` is valid for writes; `kvecs` holds `kvecs.len()` entries describing

@@ -53,6 +53,10 @@ impl Pin {
                 UserPages::new(addr, len.try_into()?, dir, req.longterm)?
             }
         };
+        // A pin of no bytes would hold no page, only a handle: refused, as a zero length is.
+        if src.remaining() == 0 {
+            return Err(EINVAL);
+        }
         let mut pin = Pin {
             batches: KVec::new(),
             pages: 0,

@@ -86,9 +86,13 @@ struct pindio_version {
  * The pin lasts until PINDIO_IOC_UNPIN or until the file is closed. Either everything is pinned
  * or, on error, nothing.
  *
+ * With PINDIO_PIN_IOVEC, segments of length 0 are allowed anywhere (at any address) and skipped;
+ * a single segment is an iovec like any other.
+ *
  * Errors:
- *   EINVAL  unknown flags; len 0; addr + len overflows; more than UIO_MAXIOV (1024) segments or
- *           a total above MAX_RW_COUNT (INT_MAX rounded down to a page) with PINDIO_PIN_IOVEC
+ *   EINVAL  unknown flags; len 0; addr + len overflows; with PINDIO_PIN_IOVEC: more than
+ *           UIO_MAXIOV (1024) segments, a segment length above SSIZE_MAX, a total above
+ *           MAX_RW_COUNT (INT_MAX rounded down to a page), or a total of 0 bytes
  *   EFAULT  addr (or a segment) is not mapped user memory, or cannot be written with
  *           PINDIO_PIN_WRITE
  *   EMFILE  the file already holds PINDIO_MAX_PIN_HANDLES pins
@@ -212,18 +216,29 @@ struct pindio_pin_bench {
  * The I/O succeeds or fails as a whole: the first error of any of its bios is the result.
  *
  * Alignment, checked before anything is pinned: @offset and the total length are multiples of
- * the device's logical block size; every memory segment starts at an address aligned to the
- * device's DMA alignment (bdev_dma_alignment() + 1) and is a whole number of logical blocks.
+ * the device's logical block size (which may be larger than a page); every memory segment starts
+ * at an address aligned to the device's DMA alignment (bdev_dma_alignment() + 1) and is a whole
+ * number of logical blocks. With PINDIO_DIO_IOVEC, segments of length 0 are allowed anywhere and
+ * skipped (their address is only checked to be a user address, as readv(2) does).
  *
  * Errors:
- *   EINVAL  unknown flags; PINDIO_DIO_FUA without PINDIO_DIO_WRITE; reserved not 0; len 0;
- *           offset + length overflows; the range goes past the end of the device (no short
- *           I/O at the end, unlike pread(2)); a misaligned offset, length or segment; more than
- *           UIO_MAXIOV (1024) segments or a total above MAX_RW_COUNT
+ *   EINVAL  unknown flags; PINDIO_DIO_FUA without PINDIO_DIO_WRITE; reserved not 0; len 0 (or
+ *           an iovec of 0 bytes); offset + length overflows; the range goes past the end of the
+ *           device (no short I/O at the end, unlike pread(2)); a misaligned offset, length or
+ *           segment; more than UIO_MAXIOV (1024) segments, a segment length above SSIZE_MAX, or a
+ *           length above MAX_RW_COUNT (INT_MAX rounded down to a page: refused, where read(2)
+ *           would cut it short)
  *   EBADF   fd is not an open file; a read through an fd not opened for reading, or a write
  *           through one not opened for writing
  *   ENOTBLK fd is not a block device
  *   EPERM   a write to a read-only block device
+ *   ETXTBSY a write to an active swap device (as write(2) to it)
+ *   EBUSY   a write whose range has cached pages of the device that could not be invalidated
+ *           before it (invalidate_inode_pages2_range(), e.g. a page being dirtied through a
+ *           shared mapping); nothing was written. Where the kernel's own O_DIRECT write falls
+ *           back to a buffered write, pindio reports it. If the invalidation after a write
+ *           fails, the write succeeded but the cache may be stale: the next fsync(2) of the
+ *           device reports EIO, and the kernel log says so once
  *   EFAULT  buf (or a segment) is not mapped user memory, or not writable for a read
  *   EIO     the device failed a bio (and the errno of other block-layer statuses, as
  *           blk_status_to_errno() gives them)
