@@ -381,6 +381,12 @@ impl Device {
     }
 }
 
+impl std::os::fd::AsRawFd for Device {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
 /// gup_test's benchmark device (`CONFIG_GUP_TEST`), the kernel's own pin path to compare with.
 pub mod gup_test {
     use std::{fs::OpenOptions, io, os::fd::AsRawFd};

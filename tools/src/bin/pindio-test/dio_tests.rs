@@ -27,6 +27,8 @@ const NULLB_BAD: &str = "/dev/nullb2";
 const VDA: &str = "/dev/vda";
 /// virtio-blk, read-only.
 const VDB: &str = "/dev/vdb";
+/// virtio-blk throttled to 5 I/Os a second.
+const SLOW: &str = "/dev/vdc";
 
 fn open(path: &str, write: bool, direct: bool) -> Result<File> {
     pindio::open_blockdev(path, write, direct)
@@ -606,31 +608,75 @@ pub fn fork_child_writes_parent_modifies() -> Result<()> {
     Ok(())
 }
 
-/// Test 3: a read into the parent's buffer while it forks and writes elsewhere in the page: the
-/// data must land in the parent's page.
+/// Rounds of [`fork_read_parent_touches`]: each holds an I/O on the throttled disk (200 ms).
+const SLOW_FORK_ROUNDS: usize = 5;
+
+/// Test 3: a read into the parent's buffer is in flight (on the throttled disk, so for about
+/// 200 ms) when the parent forks and then writes elsewhere in the page. The read must land in
+/// the parent's page. With FOLL_PIN, fork sees the pinned page and gives the child a copy at
+/// once, so the parent keeps the page under I/O; with a mere reference (FOLL_GET) fork shares
+/// the page, the parent's write copies it away, and the read lands in the child's page. The
+/// child stays alive, blocked on a pipe, until the read is done, so its copy stays mapped.
 pub fn fork_read_parent_touches() -> Result<()> {
     let dev = device()?;
-    let f = open(NULLB, true, false)?;
-    let off = 102 * MIB as u64;
-    pwrite_direct(NULLB, off, &[0x5au8; 512])?;
+    let f = open(SLOW, true, false)?;
+    let off = 4096;
+    pwrite_direct(SLOW, off, &[0x5au8; 512])?;
     let mut bad = 0;
-    for round in 0..FORK_ROUNDS {
-        let mut m = Buf::with_flags(PAGE, 0)?;
+    for round in 0..SLOW_FORK_ROUNDS {
+        let mut m = Buf::new(PAGE)?;
         m.bytes().fill(0);
         let (addr, fd) = (m.addr(), f.as_raw_fd());
-        fork_during(
-            512,
-            || dev.dio(&mut dio_req(fd, false, off, DioMem::Buf(addr, 512))),
-            || {},
-        )?;
-        // The parent touches the page (outside the I/O range) after the fork.
-        m.bytes()[PAGE - 1] = 1;
+        let mut pipe = [0; 2];
+        // SAFETY: `pipe` has room for the two descriptors.
+        ensure!(unsafe { libc::pipe(pipe.as_mut_ptr()) } == 0, "pipe");
+        let before = pindio::foll_pin_counts()?;
+        let res = std::thread::scope(|s| -> Result<()> {
+            let t = s.spawn(|| dev.dio(&mut dio_req(fd, false, off, DioMem::Buf(addr, 512))));
+            // Until the page is pinned (or 100 ms, if pins are not counted).
+            let t0 = std::time::Instant::now();
+            while pindio::foll_pin_counts()?.0 == before.0
+                && t0.elapsed() < std::time::Duration::from_millis(100)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            // SAFETY: The child only blocks on the pipe and exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let mut b = 0u8;
+                // SAFETY: Reads one byte into `b`; leaves the child at once after.
+                unsafe {
+                    libc::read(pipe[0], (&mut b as *mut u8).cast(), 1);
+                    libc::_exit(0)
+                };
+            }
+            ensure!(pid > 0, "fork: {}", io::Error::last_os_error());
+            // The parent writes its page while the read is in flight.
+            // SAFETY: The parent's own mapping, outside the I/O range.
+            unsafe { ptr::write_volatile((addr + PAGE - 1) as *mut u8, 1) };
+            let n = t
+                .join()
+                .map_err(|_| anyhow::anyhow!("I/O thread panicked"))?;
+            // SAFETY: Releases the child, then waits for it.
+            unsafe {
+                libc::write(pipe[1], [0u8].as_ptr().cast(), 1);
+                libc::waitpid(pid, ptr::null_mut(), 0);
+            }
+            ensure!(n? == 512, "read returned the wrong length");
+            Ok(())
+        });
+        // SAFETY: Our own pipe.
+        unsafe {
+            libc::close(pipe[0]);
+            libc::close(pipe[1]);
+        }
+        res?;
         if m.bytes()[..512].iter().any(|&b| b != 0x5a) {
             bad += 1;
             println!("# round {round}: the read did not land in the parent's page");
         }
     }
-    ensure!(bad == 0, "{bad} of {FORK_ROUNDS} rounds lost the read");
+    ensure!(bad == 0, "{bad} of {SLOW_FORK_ROUNDS} rounds lost the read");
     Ok(())
 }
 

@@ -13,6 +13,8 @@ use std::{io, mem::size_of, os::unix::fs::FileTypeExt, os::unix::fs::Permissions
 
 mod dio_tests;
 mod pin_tests;
+mod review_tests;
+mod stress_tests;
 
 fn device() -> Result<Device> {
     Device::open().context("open /dev/pindio")
@@ -244,6 +246,58 @@ const CASES: &[Case] = &[
     Case {
         name: "dio_batch_mixed_with_one_bad",
         run: dio_tests::batch_mixed_with_one_bad,
+    },
+    Case {
+        name: "dio_pins_every_page",
+        run: review_tests::dio_pins_every_page,
+    },
+    Case {
+        name: "iovec_one_segment",
+        run: review_tests::iovec_one_segment,
+    },
+    Case {
+        name: "iovec_empty_segments",
+        run: review_tests::iovec_empty_segments,
+    },
+    Case {
+        name: "pin_zero_bytes_keeps_no_handle",
+        run: review_tests::pin_zero_bytes_keeps_no_handle,
+    },
+    Case {
+        name: "dio_swap_device_etxtbsy",
+        run: review_tests::dio_swap_device_etxtbsy,
+    },
+    Case {
+        name: "dio_above_max_rw_count_einval",
+        run: review_tests::dio_above_max_rw_count_einval,
+    },
+    Case {
+        name: "dio_large_logical_block",
+        run: review_tests::dio_large_logical_block,
+    },
+    Case {
+        name: "dio_batch_without_high_order_pages",
+        run: review_tests::dio_batch_without_high_order_pages,
+    },
+    Case {
+        name: "dio_multi_bio_read_waits_for_every_bio",
+        run: review_tests::dio_multi_bio_read_waits_for_every_bio,
+    },
+    Case {
+        name: "dio_read_dirties_the_pages_it_filled",
+        run: review_tests::dio_read_dirties_the_pages_it_filled,
+    },
+    Case {
+        name: "fault_injection_sweep",
+        run: stress_tests::fault_injection_sweep,
+    },
+    Case {
+        name: "mm_races_during_io",
+        run: stress_tests::mm_races_during_io,
+    },
+    Case {
+        name: "mm_races_while_pinned",
+        run: stress_tests::mm_races_while_pinned,
     },
     Case {
         name: "device_node_mode_0600",
