@@ -12,6 +12,7 @@ use pindio::{
 use std::{io, mem::size_of, os::unix::fs::FileTypeExt, os::unix::fs::PermissionsExt, ptr};
 
 mod dio_tests;
+mod fuzz;
 mod pin_tests;
 mod review_tests;
 mod stress_tests;
@@ -300,6 +301,10 @@ const CASES: &[Case] = &[
         run: stress_tests::mm_races_while_pinned,
     },
     Case {
+        name: "fuzz_short",
+        run: fuzz_short,
+    },
+    Case {
         name: "device_node_mode_0600",
         run: device_node,
     },
@@ -325,6 +330,13 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// The fixed-seed fuzz run of `make test` (`make fuzz` runs long ones).
+fn fuzz_short() -> Result<()> {
+    let args = ["--seed", "1", "--ops", "3000", "--race", "200"].map(String::from);
+    ensure!(fuzz::main(&args)?, "the fuzzer found a failure (see above)");
+    Ok(())
+}
+
 /// After every case: every pin taken was released.
 fn pin_balance() -> Result<()> {
     let (acquired, released) = pindio::foll_pin_counts()?;
@@ -337,6 +349,17 @@ fn pin_balance() -> Result<()> {
 
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).collect();
+    if filter.first().map(String::as_str) == Some("fuzz") {
+        let code = match fuzz::main(&filter[1..]) {
+            Ok(true) => 0,
+            Ok(false) => 1,
+            Err(err) => {
+                println!("# fuzz: {err:#}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     let failed = ktap::run(CASES, &filter, pin_balance);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
