@@ -10,6 +10,10 @@
 #                 in QEMU and run the benchmarks (PINDIO_BENCH_MIB, _SECS, _ROUNDS, _BOOTS)
 #   make profile  executed blocks per I/O, by function, of one DIO benchmark path, pindio's and
 #                 the kernel's, under a QEMU TCG plugin (PROFILE=qd1|read|write|batch)
+#   make fuzz     boot the test guest and run the ABI fuzzer long (PINDIO_FUZZ_OPS, default
+#                 100000; PINDIO_FUZZ_SEED, default the time)
+#   make mutants  build the module with each deliberate fault and show which tests kill it
+#                 (scripts/mutants; PINDIO_MUTANTS picks some)
 #   make kernel   build (or reuse) the cached test kernel only
 #   make setup    install what is missing (Debian packages, bindgen)
 #   make clippy   clippy over the module (through Kbuild) and the tools
@@ -59,7 +63,7 @@ BENCH_KDIR = $(KDIR)
 BENCH_MOD := $(TOP)
 endif
 
-.PHONY: all setup kernel bench-module module tools test run shell bench profile clippy fmt fmt-check clean host-test
+.PHONY: all setup kernel bench-module module tools test run shell bench profile clippy fmt fmt-check clean host-test fuzz mutants
 
 all: module tools
 
@@ -88,6 +92,12 @@ test: all
 
 run: all
 	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/qemu run
+
+fuzz: all
+	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/qemu fuzz
+
+mutants: all
+	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/mutants
 
 shell: all
 	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/qemu shell

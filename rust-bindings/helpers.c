@@ -72,6 +72,11 @@ bool pindio_access_ok(const void __user *ptr, size_t len)
 	return access_ok(ptr, len);
 }
 
+void pindio_put_page(struct page *page)
+{
+	put_page(page);
+}
+
 bool pindio_page_maybe_dma_pinned(struct page *page)
 {
 	return folio_maybe_dma_pinned(page_folio(page));

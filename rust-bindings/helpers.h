@@ -49,6 +49,9 @@ ssize_t pindio_check_ubuf(const void __user *buf, size_t len);
 /* access_ok(): whether a user range lies in user space (an iovec segment, checked at import). */
 bool pindio_access_ok(const void __user *ptr, size_t len);
 
+/* put_page(): only the foll_get mutant of `make mutants` takes page references to drop. */
+void pindio_put_page(struct page *page);
+
 /* folio_maybe_dma_pinned() of a page: whether a page holds FOLL_PIN pins (the KUnit suites check it). */
 bool pindio_page_maybe_dma_pinned(struct page *page);
 

@@ -130,11 +130,49 @@ pub(crate) struct Pinned {
 
 impl Release for Pinned {
     unsafe fn release(&self, pages: &mut [*mut bindings::page]) {
+        // The `no_dirty` mutant (`make mutants`) forgets to dirty the pages of a read.
+        let dirty = self.dirty && !cfg!(pindio_mutant = "no_dirty");
+        #[cfg(pindio_mutant = "foll_get")]
+        {
+            for &page in pages.iter() {
+                // SAFETY: The `foll_get` mutant took one reference on each page, dropped here.
+                unsafe {
+                    if dirty {
+                        bindings::set_page_dirty_lock(page);
+                    }
+                    helpers::pindio_put_page(page)
+                };
+            }
+            return;
+        }
         // SAFETY: The caller guarantees each page holds one FOLL_PIN pin, which this drops;
         // `pages` is valid for `pages.len()` entries.
+        #[allow(unreachable_code)]
         unsafe {
-            bindings::unpin_user_pages_dirty_lock(pages.as_mut_ptr(), pages.len(), self.dirty)
+            bindings::unpin_user_pages_dirty_lock(pages.as_mut_ptr(), pages.len(), dirty)
         };
+    }
+}
+
+/// `pin_user_pages_fast`: pins `nr_pages` pages of user memory from `start` into `pages`. In the
+/// `foll_get` mutant (`make mutants`), `get_user_pages_fast`: references, not pins.
+///
+/// # Safety
+///
+/// `pages` has room for `nr_pages` pages.
+unsafe fn pin_user_pages_fast(
+    start: usize,
+    nr_pages: i32,
+    gup_flags: u32,
+    pages: *mut *mut bindings::page,
+) -> i32 {
+    #[cfg(pindio_mutant = "foll_get")]
+    // SAFETY: As below.
+    return unsafe { bindings::get_user_pages_fast(start, nr_pages, gup_flags, pages) };
+    // SAFETY: By the function's safety requirements.
+    #[allow(unreachable_code)]
+    unsafe {
+        bindings::pin_user_pages_fast(start, nr_pages, gup_flags, pages)
     }
 }
 
@@ -287,6 +325,32 @@ impl Iter {
         Ok((ret.try_into()?, offset0))
     }
 
+    /// [`Iter::extract`] of user memory. In the `foll_get` mutant (`make mutants`),
+    /// `iov_iter_get_pages2`: references, not pins.
+    fn extract_user(&mut self, slots: &mut [*mut bindings::page]) -> Result<(usize, usize)> {
+        #[cfg(pindio_mutant = "foll_get")]
+        {
+            let maxpages = u32::try_from(slots.len()).unwrap_or(u32::MAX);
+            let mut offset0 = 0usize;
+            // SAFETY: As in `extract`: `slots` has room for `maxpages` pages.
+            let ret = unsafe {
+                bindings::iov_iter_get_pages2(
+                    &mut self.iter,
+                    slots.as_mut_ptr(),
+                    usize::MAX,
+                    maxpages,
+                    &mut offset0,
+                )
+            };
+            if ret < 0 {
+                return Err(errno(ret));
+            }
+            return Ok((ret.try_into()?, offset0));
+        }
+        #[allow(unreachable_code)]
+        self.extract(slots)
+    }
+
     /// Moves past empty segments, as `iov_iter_extract_pages` does (`first_iovec_segment`), so
     /// that the current segment has bytes whenever any are left: an advance by 0 bytes steps over
     /// every empty segment in front of the position, and does nothing to a single range.
@@ -348,7 +412,7 @@ fn pin_user(
     // SAFETY: `slots` has room for `want` pages. The address is a user address its source was
     // made with (access_ok checked at import), and pin_user_pages_fast checks it again.
     let ret = unsafe {
-        bindings::pin_user_pages_fast(
+        pin_user_pages_fast(
             addr - offset0,
             want.try_into()?,
             gup_flags,
@@ -387,7 +451,7 @@ fn pin_pages(
         // SAFETY: `free[pinned..]` has room for `n <= want - pinned` pages; pin_user_pages_fast
         // fails on an address that is not user memory of the current mm.
         let ret = unsafe {
-            bindings::pin_user_pages_fast(
+            pin_user_pages_fast(
                 start.wrapping_add(pinned.wrapping_mul(PAGE_SIZE)),
                 n as i32,
                 gup_flags,
@@ -469,9 +533,15 @@ impl UserRange {
         // INVARIANT: the kernel pinned `pinned` pages into the first slots, one FOLL_PIN pin
         // each; the bytes of the range on them, from `offset0` into the first, span all of them
         // (the range spans `want >= pinned` pages).
+        // The `partial_pin_leak` mutant (`make mutants`) loses one page of a partial pin.
+        let nr = if err.is_some() && cfg!(pindio_mutant = "partial_pin_leak") {
+            pinned.saturating_sub(1)
+        } else {
+            pinned
+        };
         let batch = Batch {
             slots,
-            nr: pinned,
+            nr,
             offset0,
             len: self
                 .len
@@ -698,7 +768,7 @@ impl UserPages {
             None if self.gup_flags & bindings::FOLL_LONGTERM != 0 => {
                 self.iter.extract_flags(free, self.gup_flags)?
             }
-            None => self.iter.extract(free)?,
+            None => self.iter.extract_user(free)?,
         };
         if len == 0 {
             return Err(EFAULT);
