@@ -446,6 +446,53 @@ pub mod gup_test {
     }
 }
 
+/// The kernel log (`/dev/kmsg`) from where it was opened: the splats logged since.
+pub struct KernelLog(File);
+
+impl KernelLog {
+    /// Opens the log at its end.
+    pub fn open() -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/kmsg")?;
+        // SAFETY: Seeks our own descriptor to the end of the log.
+        unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) };
+        Ok(Self(f))
+    }
+
+    /// The first splat (`BUG:`, `WARNING:`, an oops, KASAN, a call trace) logged since the last
+    /// call, if any; the log is read to its end either way.
+    pub fn splat(&mut self) -> Option<String> {
+        use std::io::Read;
+        const BAD: [&str; 6] = [
+            "BUG:",
+            "WARNING:",
+            "Oops",
+            "KASAN",
+            "Call Trace",
+            "kernel BUG",
+        ];
+        let mut rec = vec![0u8; 8192];
+        let mut found = None;
+        loop {
+            match self.0.read(&mut rec) {
+                Ok(0) => return found,
+                Ok(n) => {
+                    let line = String::from_utf8_lossy(&rec[..n]);
+                    if found.is_none() && BAD.iter().any(|b| line.contains(b)) {
+                        found = Some(line.trim().to_string());
+                    }
+                }
+                // Records overwritten before they were read.
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(_) => return found,
+            }
+        }
+    }
+}
+
 /// The pin counters of `/proc/vmstat` (acquired, released), with the per-cpu deltas folded in
 /// first when `/proc/sys/vm/stat_refresh` allows it.
 pub fn foll_pin_counts() -> io::Result<(u64, u64)> {

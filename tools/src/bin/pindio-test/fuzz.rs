@@ -23,13 +23,13 @@
 //! sequence it found by removing operations, which `--seed` replays.
 
 use anyhow::{bail, ensure, Context, Result};
-use pindio::{uapi, Buf, Device};
+use pindio::{uapi, Buf, Device, KernelLog};
 use std::{
     fs::File,
-    io::{self, Read},
+    io,
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::fs::{FileExt, OpenOptionsExt},
+        unix::fs::FileExt,
     },
     sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering},
     time::Instant,
@@ -423,7 +423,7 @@ struct World {
     pages_held: [u64; 2],
     shadow: Vec<u8>,
     files: Files,
-    kmsg: Kmsg,
+    kmsg: KernelLog,
 }
 
 /// The files a DIO can name.
@@ -478,49 +478,6 @@ impl Files {
     }
 }
 
-/// The kernel log from where the fuzzer started reading it.
-struct Kmsg(File);
-
-impl Kmsg {
-    fn open() -> Result<Self> {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open("/dev/kmsg")?;
-        // SAFETY: Seeks our own descriptor to the end of the log.
-        unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) };
-        Ok(Self(f))
-    }
-
-    /// The first splat logged since the last call, if any.
-    fn splat(&mut self) -> Option<String> {
-        let bad = [
-            "BUG:",
-            "WARNING:",
-            "Oops",
-            "KASAN",
-            "Call Trace",
-            "kernel BUG",
-        ];
-        let mut rec = vec![0u8; 8192];
-        let mut found = None;
-        loop {
-            match self.0.read(&mut rec) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let line = String::from_utf8_lossy(&rec[..n]).into_owned();
-                    if found.is_none() && bad.iter().any(|b| line.contains(b)) {
-                        found = Some(line.trim().to_string());
-                    }
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-                Err(_) => break,
-            }
-        }
-        found
-    }
-}
-
 impl World {
     fn new() -> Result<Self> {
         let mut arena = Buf::new((ARENA_PAGES + 1) * PAGE)?;
@@ -549,7 +506,7 @@ impl World {
             pages_held: [0, 0],
             shadow: vec![0u8; DEV_BYTES as usize],
             files,
-            kmsg: Kmsg::open()?,
+            kmsg: KernelLog::open()?,
         })
     }
 
@@ -722,18 +679,22 @@ fn model_dio(spec: &DioSpec) -> (Expect, Option<Vec<(usize, usize)>>) {
         // A misaligned segment may be refused first (EINVAL), else the memory fails (EFAULT).
         return (Fail(&[libc::EFAULT, libc::EINVAL]), None);
     }
-    let ranges = nonempty
-        .iter()
-        .map(|&(a, len)| match a {
-            Addr::Arena(off) => (off, len as usize),
-            _ => (0, 0),
-        })
-        .collect();
+    let ranges = arena_ranges(&nonempty);
     // Block-aligned memory meets any DMA alignment a device asks; below that the device decides.
     let block_aligned = nonempty
         .iter()
         .all(|&(a, _)| matches!(a, Addr::Arena(off) if off % 512 == 0));
     (if block_aligned { Ok } else { Either }, Some(ranges))
+}
+
+/// The arena ranges `(offset, length)` of segments that are all arena memory.
+fn arena_ranges(segs: &[(Addr, u64)]) -> Vec<(usize, usize)> {
+    segs.iter()
+        .map(|&(a, len)| match a {
+            Addr::Arena(off) => (off, len as usize),
+            _ => (0, 0),
+        })
+        .collect()
 }
 
 /// A request of a batch, the arena ranges the model gives it, and its result.
@@ -1078,13 +1039,7 @@ fn model_pin(flags: u32, mem: &Mem, held: usize) -> (Expect, Vec<(usize, usize)>
     if !nonempty.iter().all(|&(a, len)| World::mapped(a, len)) {
         return (Fail(&[libc::EFAULT, libc::EINVAL, libc::ENOSPC]), vec![]);
     }
-    let ranges = nonempty
-        .iter()
-        .map(|&(a, len)| match a {
-            Addr::Arena(off) => (off, len as usize),
-            _ => (0, 0),
-        })
-        .collect();
+    let ranges = arena_ranges(&nonempty);
     // The page budget is the file's: a success is likely, but ENOSPC is the model's blind spot.
     (Either, ranges)
 }

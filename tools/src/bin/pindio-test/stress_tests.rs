@@ -6,7 +6,7 @@
 
 use super::{device, pin_tests::pattern};
 use anyhow::{bail, ensure, Context, Result};
-use pindio::{dio_req, foll_pin_counts, uapi, Buf, Device, DioMem};
+use pindio::{dio_req, foll_pin_counts, uapi, Buf, Device, DioMem, KernelLog};
 use std::{
     fs::File,
     io,
@@ -98,40 +98,6 @@ impl Drop for Injectors {
     }
 }
 
-/// The kernel log since the last look, for splats (`/dev/kmsg`).
-struct Kmsg(File);
-
-impl Kmsg {
-    fn open() -> Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open("/dev/kmsg")?;
-        // SAFETY: Seeks our own descriptor to the end of the log.
-        unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) };
-        Ok(Self(f))
-    }
-
-    fn check(&mut self) -> Result<()> {
-        use std::io::Read;
-        let mut rec = vec![0u8; 8192];
-        loop {
-            match self.0.read(&mut rec) {
-                Ok(0) => return Ok(()),
-                Ok(n) => {
-                    let line = String::from_utf8_lossy(&rec[..n]);
-                    for bad in ["BUG:", "WARNING:", "Oops", "KASAN", "Call Trace"] {
-                        ensure!(!line.contains(bad), "kernel log: {}", line.trim());
-                    }
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-                Err(_) => return Ok(()),
-            }
-        }
-    }
-}
-
 /// One ioctl path under fault injection: `prepare` makes everything the call needs (memory
 /// populated, files open), `call` makes the ioctl and nothing else, `verify` checks a success.
 struct Path<P> {
@@ -144,7 +110,7 @@ struct Path<P> {
 /// Runs `path` with the 1st, 2nd, ... injection point failing, until a pass injects nothing.
 /// Every pass must succeed (verified) or fail with ENOMEM or EIO, and leave no pin, no splat.
 /// Returns how many injection points the path has.
-fn sweep<P>(path: &Path<P>, fail: &FailNth, kmsg: &mut Kmsg) -> Result<u32> {
+fn sweep<P>(path: &Path<P>, fail: &FailNth, kmsg: &mut KernelLog) -> Result<u32> {
     for n in 1..5000u32 {
         let p = (path.prepare)()?;
         let before = foll_pin_counts()?;
@@ -166,7 +132,9 @@ fn sweep<P>(path: &Path<P>, fail: &FailNth, kmsg: &mut Kmsg) -> Result<u32> {
             acq - before.0,
             rel - before.1
         );
-        kmsg.check().with_context(|| what.clone())?;
+        if let Some(splat) = kmsg.splat() {
+            bail!("{what}: kernel log: {splat}");
+        }
         if left > 0 {
             return Ok(n - 1);
         }
@@ -345,7 +313,7 @@ fn dio_verify(c: &DioCase, _: i32) -> Result<()> {
 pub fn fault_injection_sweep() -> Result<()> {
     let _inj = Injectors::new()?;
     let fail = FailNth::open()?;
-    let mut kmsg = Kmsg::open()?;
+    let mut kmsg = KernelLog::open()?;
     let pins: [(&str, bool, bool); 4] = [
         ("PIN range", false, false),
         ("PIN range longterm", false, true),
@@ -410,40 +378,23 @@ pub fn fault_injection_sweep() -> Result<()> {
     Ok(())
 }
 
-/// `move_pages(2)` of `pages` to `node`; the per-page status.
-fn move_pages(pages: &[usize], node: i32) -> Vec<i32> {
+/// `move_pages(2)` of `pages` to `node`, or with no node only their nodes; the per-page status
+/// (the node, or a negative errno).
+fn move_pages(pages: &[usize], node: Option<i32>) -> Vec<i32> {
     let ptrs: Vec<*mut libc::c_void> = pages.iter().map(|&p| p as *mut libc::c_void).collect();
-    let nodes = vec![node; pages.len()];
+    let nodes = node.map(|n| vec![n; pages.len()]);
     let mut status = vec![0i32; pages.len()];
-    // SAFETY: Arrays of `pages.len()` entries each; pid 0 is this process.
+    // SAFETY: Arrays of `pages.len()` entries each (a null node array only queries); pid 0 is
+    // this process.
     unsafe {
         libc::syscall(
             libc::SYS_move_pages,
             0,
             pages.len(),
             ptrs.as_ptr(),
-            nodes.as_ptr(),
+            nodes.as_ref().map_or(ptr::null(), |n| n.as_ptr()),
             status.as_mut_ptr(),
-            MPOL_MF_MOVE,
-        )
-    };
-    status
-}
-
-/// The node of each page (`move_pages` with no target nodes).
-fn page_nodes(pages: &[usize]) -> Vec<i32> {
-    let ptrs: Vec<*mut libc::c_void> = pages.iter().map(|&p| p as *mut libc::c_void).collect();
-    let mut status = vec![0i32; pages.len()];
-    // SAFETY: As above; a null node array only queries.
-    unsafe {
-        libc::syscall(
-            libc::SYS_move_pages,
-            0,
-            pages.len(),
-            ptrs.as_ptr(),
-            ptr::null::<i32>(),
-            status.as_mut_ptr(),
-            0,
+            if node.is_some() { MPOL_MF_MOVE } else { 0 },
         )
     };
     status
@@ -458,8 +409,8 @@ fn disturb(round: usize, addr: usize, len: usize) {
         }
         1 => {
             // Every page to the other node, and back next time.
-            let node = page_nodes(&pages[..1]).first().copied().unwrap_or(0);
-            move_pages(&pages, 1 - node.clamp(0, 1));
+            let node = move_pages(&pages[..1], None).first().copied().unwrap_or(0);
+            move_pages(&pages, Some(1 - node.clamp(0, 1)));
         }
         2 => {
             let cmd = format!("{},{:#x},{:#x}", std::process::id(), addr, addr + len);
@@ -467,7 +418,7 @@ fn disturb(round: usize, addr: usize, len: usize) {
         }
         _ => {
             let _ = std::fs::write("/proc/sys/vm/compact_memory", "1");
-            move_pages(&pages, 0);
+            move_pages(&pages, Some(0));
         }
     }
 }
