@@ -660,6 +660,10 @@ fn model_dio(spec: &DioSpec) -> (Expect, Option<Vec<(usize, usize)>>) {
     if segs.len() > 1024 {
         return (Fail(&[libc::EINVAL]), None);
     }
+    // Every segment's address is checked with access_ok, an empty one's too (as readv(2) does).
+    if segs.iter().any(|s| s.0 == Addr::Kernel) {
+        return (Fail(&[libc::EFAULT, libc::EINVAL]), None);
+    }
     let nonempty: Vec<_> = segs.iter().filter(|s| s.1 > 0).copied().collect();
     let in_device = spec
         .offset
@@ -1363,9 +1367,10 @@ pub fn main(args: &[String]) -> Result<bool> {
     let t0 = Instant::now();
     let res = run(&ops, true);
     let secs = t0.elapsed().as_secs_f64();
+    let done = res.as_ref().err().map_or(nops, |(at, _)| at + 1);
     println!(
-        "# fuzz: seed {seed}, {nops} operations in {secs:.1} s ({:.0}/s)",
-        nops as f64 / secs
+        "# fuzz: seed {seed}, {done} of {nops} operations in {secs:.1} s ({:.0}/s)",
+        done as f64 / secs
     );
     if let Err((at, why)) = res {
         println!("# fuzz: FAILED at operation {at} of seed {seed}: {why}");
