@@ -396,4 +396,41 @@ mod tests {
         assert!(new.iter().enumerate().all(|(i, &b)| b == pattern(i)));
         Ok(())
     }
+
+    #[test]
+    fn a_failed_invalidation_after_a_write_is_reported_by_fsync() -> Result {
+        // A buffered write dirties a cached page of the range between the checks of a direct
+        // write (which invalidated the cache) and its bios: the invalidation after the write
+        // cannot drop that page. The cache may now hold stale data; as
+        // dio_warn_stale_pagecache() does, the next fsync must say so, once.
+        let file = open_bdev(super::NULLB0.load(Relaxed))?;
+        let len = PAGE_SIZE;
+        let buf = user_mem::map(len)?;
+        let pos = 175 << 20;
+        user_mem::fill(buf, len)?;
+        let req = DioRequest {
+            write: true,
+            fua: false,
+            iovec: None,
+        };
+        dio::stack_dio_ctx!(let ctx);
+        let mut io = Dio::new(req, Target::from_file(file.clone(), true)?, pos, ctx);
+        io.prepare(buf, u64::try_from(len)?, None)?;
+        let dirty = [0x77u8; 512];
+        let mut off = i64::try_from(pos)?;
+        // SAFETY: The file is an open block device, writable; `dirty` has 512 bytes.
+        let n =
+            unsafe { bindings::kernel_write(file.as_ptr(), dirty.as_ptr().cast(), 512, &mut off) };
+        assert_eq!(n, 512);
+        dio::plugged(|| io.submit());
+        assert_eq!(io.finish()?, len);
+        // SAFETY: An open file.
+        assert_eq!(
+            unsafe { bindings::vfs_fsync(file.as_ptr(), 0) },
+            EIO.to_errno()
+        );
+        // SAFETY: As above.
+        assert_eq!(unsafe { bindings::vfs_fsync(file.as_ptr(), 0) }, 0);
+        Ok(())
+    }
 }
