@@ -345,6 +345,28 @@ mod tests {
         Ok(())
     }
 
+    /// A direct write of `len` bytes of `buf` at `pos` of `file`, with `between` run after its
+    /// checks (which made the page cache coherent) and before its bios; the bytes written.
+    fn write_with_between(
+        file: &ARef<LocalFile>,
+        pos: u64,
+        buf: UserPtr,
+        len: usize,
+        between: impl FnOnce() -> Result,
+    ) -> Result<usize> {
+        let req = DioRequest {
+            write: true,
+            fua: false,
+            iovec: None,
+        };
+        dio::stack_dio_ctx!(let ctx);
+        let mut io = Dio::new(req, Target::from_file(file.clone(), true)?, pos, ctx);
+        io.prepare(buf, u64::try_from(len)?, None)?;
+        between()?;
+        dio::plugged(|| io.submit());
+        io.finish()
+    }
+
     /// `len` bytes at `pos` of `file` read through the page cache (`kernel_read`).
     fn buffered_read(file: &ARef<LocalFile>, pos: u64, len: usize) -> Result<KVec<u8>> {
         let mut out = KVec::from_elem(0u8, len, GFP_KERNEL)?;
@@ -380,18 +402,12 @@ mod tests {
             len
         );
         user_mem::fill(buf, len)?;
-        let req = DioRequest {
-            write: true,
-            fua: false,
-            iovec: None,
-        };
-        dio::stack_dio_ctx!(let ctx);
-        let mut io = Dio::new(req, Target::from_file(file.clone(), true)?, pos, ctx);
-        io.prepare(buf, u64::try_from(len)?, None)?;
-        let old = buffered_read(&file, pos, len)?;
-        assert!(old.iter().all(|&b| b == 0));
-        dio::plugged(|| io.submit());
-        assert_eq!(io.finish()?, len);
+        let n = write_with_between(&file, pos, buf, len, || {
+            let old = buffered_read(&file, pos, len)?;
+            assert!(old.iter().all(|&b| b == 0));
+            Ok(())
+        })?;
+        assert_eq!(n, len);
         let new = buffered_read(&file, pos, len)?;
         assert!(new.iter().enumerate().all(|(i, &b)| b == pattern(i)));
         Ok(())
@@ -408,22 +424,17 @@ mod tests {
         let buf = user_mem::map(len)?;
         let pos = 175 << 20;
         user_mem::fill(buf, len)?;
-        let req = DioRequest {
-            write: true,
-            fua: false,
-            iovec: None,
-        };
-        dio::stack_dio_ctx!(let ctx);
-        let mut io = Dio::new(req, Target::from_file(file.clone(), true)?, pos, ctx);
-        io.prepare(buf, u64::try_from(len)?, None)?;
-        let dirty = [0x77u8; 512];
-        let mut off = i64::try_from(pos)?;
-        // SAFETY: The file is an open block device, writable; `dirty` has 512 bytes.
-        let n =
-            unsafe { bindings::kernel_write(file.as_ptr(), dirty.as_ptr().cast(), 512, &mut off) };
-        assert_eq!(n, 512);
-        dio::plugged(|| io.submit());
-        assert_eq!(io.finish()?, len);
+        let n = write_with_between(&file, pos, buf, len, || {
+            let dirty = [0x77u8; 512];
+            let mut off = i64::try_from(pos)?;
+            // SAFETY: The file is an open block device, writable; `dirty` has 512 bytes.
+            let n = unsafe {
+                bindings::kernel_write(file.as_ptr(), dirty.as_ptr().cast(), 512, &mut off)
+            };
+            assert_eq!(n, 512);
+            Ok(())
+        })?;
+        assert_eq!(n, len);
         // SAFETY: An open file.
         let first = unsafe { bindings::vfs_fsync(file.as_ptr(), 0) };
         // SAFETY: As above.

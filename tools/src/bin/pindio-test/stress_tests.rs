@@ -197,11 +197,8 @@ fn pin_call(c: &PinCase) -> io::Result<i32> {
 }
 
 fn pin_verify(c: &PinCase, _: i32) -> Result<()> {
-    let (bytes, first) = if c.iov.is_empty() {
-        (16 * PAGE, 0)
-    } else {
-        (5000 + 8 * PAGE, 100)
-    };
+    // The first 5000 bytes pinned: from the buffer's start, or from the iovec's first segment.
+    let first = if c.iov.is_empty() { 0 } else { 100 };
     let mut got = vec![0u8; 5000];
     // The pin is the file's first, handle 1.
     c.dev.read_pinned(1, 0, &mut got)?;
@@ -209,7 +206,6 @@ fn pin_verify(c: &PinCase, _: i32) -> Result<()> {
         got[..] == pattern(3, 16 * PAGE)[first..first + 5000],
         "pinned bytes differ"
     );
-    ensure!(bytes > 0);
     Ok(())
 }
 
@@ -220,7 +216,8 @@ struct DioCase {
     file: File,
     mem: Buf,
     reqs: std::cell::RefCell<Vec<uapi::pindio_dio>>,
-    iov: Vec<libc::iovec>,
+    /// The iovec array an iovec request points to: kept alive with the request.
+    _iov: Vec<libc::iovec>,
     data: Vec<u8>,
     len: usize,
     write: bool,
@@ -271,7 +268,7 @@ fn dio_case(len: usize, write: bool, segments: usize, batch: usize) -> Result<Di
         file,
         mem,
         reqs: std::cell::RefCell::new(reqs),
-        iov,
+        _iov: iov,
         data,
         len: total,
         write,
@@ -294,7 +291,6 @@ fn dio_call(c: &DioCase) -> io::Result<i32> {
 }
 
 fn dio_verify(c: &DioCase, _: i32) -> Result<()> {
-    let _ = &c.iov;
     if c.write {
         let mut back = vec![0u8; c.len];
         c.file.read_exact_at(&mut back, c.at)?;
