@@ -12,33 +12,45 @@ use kernel::{
 
 /// The device number of `/dev/nullb0`, looked up when the module loads (0 if it was missing).
 static NULLB0: Atomic<u32> = Atomic::new(0);
+/// The device number of `/dev/vdc`, the guest's throttled disk (an I/O stays in flight for about
+/// 200 ms), looked up when the module loads (0 if it was missing).
+static VDC: Atomic<u32> = Atomic::new(0);
 
-/// Looks up `/dev/nullb0` from the module's init, in the context of the process loading it:
-/// KUnit runs the cases in kernel threads, whose root may not see the guest's `/dev`.
+/// Looks up the suite's devices from the module's init, in the context of the process loading
+/// it: KUnit runs the cases in kernel threads, whose root may not see the guest's `/dev`.
 pub(crate) fn find_devices() {
-    let mut devt = 0;
-    // SAFETY: The path is NUL-terminated and `devt` is valid for writes.
-    if unsafe { bindings::lookup_bdev(c"/dev/nullb0".as_char_ptr(), &mut devt) } == 0 {
-        NULLB0.store(devt, Relaxed);
+    for (path, devt) in [(c"/dev/nullb0", &NULLB0), (c"/dev/vdc", &VDC)] {
+        let mut found = 0;
+        // SAFETY: The path is NUL-terminated and `found` is valid for writes.
+        if unsafe { bindings::lookup_bdev(path.as_char_ptr(), &mut found) } == 0 {
+            devt.store(found, Relaxed);
+        }
     }
 }
 
 #[kunit_tests(pindio_dio)]
 mod tests {
     use crate::abi::DioRequest;
-    use crate::dio::{self, Dio, Lent, Spare, Target};
-    use crate::extract::UserRange;
+    use crate::abstractions::{
+        bio::{AddPage, Bio, InFlight, Opf},
+        block::BlockFile,
+        pages::{borrow_page, UserRange},
+    };
+    use crate::dio::{self, Prepared, Target};
     use crate::ffi::helpers::{BLK_OPEN_READ, BLK_OPEN_WRITE};
     use crate::plan::{BioPlanner, DevLimits};
     use crate::user_mem::{self, pattern};
     use core::ptr::NonNull;
     use kernel::{
+        alloc::flags::__GFP_ZERO,
         bindings,
         fs::LocalFile,
-        new_spinlock,
-        page::PAGE_SIZE,
+        page::{Page, PAGE_SIZE},
         prelude::*,
-        sync::{aref::ARef, atomic::Relaxed},
+        sync::{
+            aref::ARef,
+            atomic::{Atomic, Relaxed},
+        },
         uaccess::UserPtr,
     };
     use pin_init::stack_pin_init;
@@ -117,7 +129,7 @@ mod tests {
     /// Opens the block device `devt` for reading and writing.
     fn open_bdev(devt: u32) -> Result<ARef<LocalFile>> {
         if devt == 0 {
-            pr_err!("/dev/nullb0 did not exist when the suite was loaded\n");
+            pr_err!("the device did not exist when the suite was loaded\n");
             return Err(ENODEV);
         }
         // SAFETY: No holder, no ops: a plain open of the device number.
@@ -139,27 +151,23 @@ mod tests {
         Ok(unsafe { ARef::from_raw(f.cast()) })
     }
 
-    /// One direct I/O of `len` bytes at `pos` of `target` with the test's user memory `buf`,
-    /// borrowing the memory of `spare` if given.
+    /// One direct I/O of the general path, of `len` bytes at `pos` of `target` with the test's
+    /// user memory `buf`.
     fn dio(
         write: bool,
-        target: Target<'_>,
+        target: Target<'static>,
         pos: u64,
         buf: kernel::uaccess::UserPtr,
         len: usize,
-        spare: Option<&Spare>,
     ) -> Result<usize> {
         let req = DioRequest {
             write,
             fua: false,
             iovec: None,
         };
-        let mut lent = spare.map(Lent::from);
-        dio::stack_dio_ctx!(let ctx);
-        let mut io = Dio::new(req, target, pos, ctx);
-        io.prepare(buf, len.try_into()?, lent.as_mut())?;
-        dio::plugged(|| io.submit());
-        io.finish()
+        Prepared::new(req, target, pos, buf, len.try_into()?)?
+            .submit()?
+            .finish()
     }
 
     #[test]
@@ -167,19 +175,15 @@ mod tests {
         // The guest makes /dev/nullb0 (memory-backed) before loading this suite.
         let file = open_bdev(super::NULLB0.load(Relaxed))
             .inspect_err(|e| pr_err!("open /dev/nullb0: {e:?}\n"))?;
-        // 18 pages: more than the context's own vectors, so the write borrows a file's spare
-        // memory (which it gives back) and the read allocates its slots and bio.
+        // 18 pages: more than the simple path takes.
         let len = 64 * 1024 + 4096;
         let buf = user_mem::map(len + PAGE_SIZE)?.wrapping_byte_add(512);
         user_mem::fill(buf, len)?;
         let pos = 200 << 20;
         let target =
             Target::from_file(file.clone(), true).inspect_err(|e| pr_err!("target: {e:?}\n"))?;
-        stack_pin_init!(let spare = new_spinlock!(None));
-        let n = dio(true, target, pos, buf, len, Some(&spare))
-            .inspect_err(|e| pr_err!("write: {e:?}\n"))?;
+        let n = dio(true, target, pos, buf, len).inspect_err(|e| pr_err!("write: {e:?}\n"))?;
         assert_eq!(n, len);
-        assert!(spare.lock().is_some());
         user_mem::put(buf, &KVec::from_elem(0u8, len, GFP_KERNEL)?)?;
         let n = dio(
             false,
@@ -187,20 +191,12 @@ mod tests {
             pos,
             buf,
             len,
-            None,
         )?;
         assert_eq!(n, len);
         let back = user_mem::get(buf, len)?;
         assert!(back.iter().enumerate().all(|(i, &b)| b == pattern(i)));
         // Misaligned: refused before anything is pinned.
-        let misaligned = dio(
-            false,
-            Target::from_file(file, false)?,
-            pos + 100,
-            buf,
-            len,
-            None,
-        );
+        let misaligned = dio(false, Target::from_file(file, false)?, pos + 100, buf, len);
         assert_eq!(misaligned.err(), Some(EINVAL));
         Ok(())
     }
@@ -220,8 +216,7 @@ mod tests {
         };
         let target = Target::from_file(file.clone(), write)?;
         let range = UserRange::new(buf, len, dio::mem_dir(write))?;
-        dio::stack_dio_ctx!(let ctx);
-        dio::simple(&target, req, pos, &range, ctx)
+        dio::simple(&target, req, pos, &range)
     }
 
     #[test]
@@ -240,7 +235,7 @@ mod tests {
             let back = user_mem::get(b, len)?;
             assert!(back.iter().enumerate().all(|(i, &x)| x == pattern(i)));
         }
-        // 18 pages: more than the context's slots, refused before anything is pinned.
+        // 18 pages: more than the simple path takes, refused before anything is pinned.
         let big = simple(
             false,
             &file,
@@ -268,48 +263,83 @@ mod tests {
         Ok(())
     }
 
-    /// A 4 KiB read at `pos` of `target` into `buf`, submitted by `steps` in order (true:
-    /// `Dio::submit` under a plug, false: `Dio::submit_wait`), then finished.
-    fn dio_steps(
-        target: Target<'_>,
-        pos: u64,
-        buf: kernel::uaccess::UserPtr,
-        steps: &[bool],
-    ) -> Result<usize> {
-        let req = DioRequest {
-            write: false,
-            fua: false,
-            iovec: None,
-        };
-        dio::stack_dio_ctx!(let ctx);
-        let mut io = Dio::new(req, target, pos, ctx);
-        io.prepare(buf, 4096, None)?;
-        for &plugged in steps {
-            if plugged {
-                dio::plugged(|| io.submit());
-            } else {
-                io.submit_wait();
-            }
+    /// Set by the drop of a [`ReadProbe`]: 1 if its page held the data the read was to bring,
+    /// 2 if not (the page would have been freed under the read).
+    static PROBE: Atomic<u32> = Atomic::new(0);
+
+    /// A page a read fills, and the device it reads from: what an [`InFlight`] owns for its bio.
+    struct ReadProbe {
+        dev: BlockFile<'static>,
+        page: Page,
+    }
+
+    impl Drop for ReadProbe {
+        fn drop(&mut self) {
+            let mut got = [0u8; 64];
+            // SAFETY: `got` has room for 64 bytes of the page; nothing writes the page now if
+            // the `InFlight` waited for its bio, and if it did not, the test fails anyway.
+            let read = unsafe { self.page.read_raw(got.as_mut_ptr(), 0, got.len()) };
+            let ok = read.is_ok() && got.iter().enumerate().all(|(i, &b)| b == pattern(i));
+            PROBE.store(if ok { 1 } else { 2 }, Relaxed);
         }
-        io.finish()
     }
 
     #[test]
-    fn a_second_submission_is_refused() -> Result {
+    fn a_forgotten_in_flight_io_is_still_waited_for() -> Result {
+        // A read of /dev/vdc stays in flight for about 200 ms. The `InFlight` that owns its page
+        // is forgotten (`mem::forget` of the pinned reference, which safe code may do): its
+        // memory must still not be reused before the bio completed, so the drop of the page
+        // comes after the data arrived, and KASAN stays silent.
+        let file = open_bdev(super::VDC.load(Relaxed))?;
+        let buf = user_mem::map(PAGE_SIZE)?;
+        user_mem::fill(buf, PAGE_SIZE)?;
+        assert_eq!(simple(true, &file, 0, buf, PAGE_SIZE)?, PAGE_SIZE);
+        let probe = ReadProbe {
+            dev: BlockFile::owned(file)?,
+            page: Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?,
+        };
+        PROBE.store(0, Relaxed);
+        {
+            stack_pin_init!(let io = InFlight::new(probe, |p, sub| {
+                let mut bio = Bio::alloc(&p.dev, 1, Opf::sync_read(), 0)?;
+                bio.add_page(&borrow_page(&p.page), PAGE_SIZE, 0)?;
+                sub.submit(bio);
+                Ok(())
+            }));
+            #[allow(
+                clippy::forget_non_drop,
+                reason = "forgetting what safe code holds of a pinned value is the point"
+            )]
+            core::mem::forget(io);
+            assert_eq!(PROBE.load(Relaxed), 0);
+        }
+        assert_eq!(PROBE.load(Relaxed), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn an_owned_bio_is_submitted_and_waited_for() -> Result {
         let file = open_bdev(super::NULLB0.load(Relaxed))?;
         let buf = user_mem::map(PAGE_SIZE)?;
-        let pos = 100 << 20;
-        // Each way alone transfers the bytes.
-        for steps in [[true], [false]] {
-            let n = dio_steps(Target::from_file(file.clone(), false)?, pos, buf, &steps)?;
-            assert_eq!(n, 4096);
-        }
-        // Either way after the other is EBUSY; the bio already out is still waited for before
-        // the pins go (the guest checks the pin balance after the suite).
-        for steps in [[true, false], [false, true]] {
-            let r = dio_steps(Target::from_file(file.clone(), false)?, pos, buf, &steps);
-            assert_eq!(r.err(), Some(EBUSY));
-        }
+        user_mem::fill(buf, PAGE_SIZE)?;
+        let pos = 160 << 20;
+        assert_eq!(simple(true, &file, pos, buf, PAGE_SIZE)?, PAGE_SIZE);
+        let dev = BlockFile::owned(file)?;
+        let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+        let mut bio = Bio::alloc(&dev, 1, Opf::sync_read(), pos >> 9)?;
+        // Past the page, or empty: refused.
+        assert_eq!(
+            bio.add_page(&borrow_page(&page), 512, PAGE_SIZE - 256)
+                .err(),
+            Some(EINVAL)
+        );
+        assert_eq!(bio.add_page(&borrow_page(&page), 0, 0).err(), Some(EINVAL));
+        bio.add_page(&borrow_page(&page), PAGE_SIZE, 0)?;
+        bio.submit_wait()?;
+        let mut got = KVec::from_elem(0u8, PAGE_SIZE, GFP_KERNEL)?;
+        // SAFETY: `got` has room for a page; the read completed, nothing writes the page.
+        unsafe { page.read_raw(got.as_mut_ptr(), 0, PAGE_SIZE)? };
+        assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i)));
         Ok(())
     }
 
@@ -334,11 +364,9 @@ mod tests {
                 fua: false,
                 iovec: Some(1),
             };
-            dio::stack_dio_ctx!(let ctx);
-            let mut io = Dio::new(req, Target::from_file(file.clone(), write)?, pos, ctx);
-            io.prepare(uvec, 1, None)?;
-            dio::plugged(|| io.submit());
-            assert_eq!(io.finish()?, len);
+            let target = Target::from_file(file.clone(), write)?;
+            let io = Prepared::new(req, target, pos, uvec, 1)?;
+            assert_eq!(io.submit()?.finish()?, len);
         }
         let back = user_mem::get(data, len)?;
         assert!(back.iter().enumerate().all(|(i, &b)| b == pattern(i)));
@@ -359,12 +387,15 @@ mod tests {
             fua: false,
             iovec: None,
         };
-        dio::stack_dio_ctx!(let ctx);
-        let mut io = Dio::new(req, Target::from_file(file.clone(), true)?, pos, ctx);
-        io.prepare(buf, u64::try_from(len)?, None)?;
+        let io = Prepared::new(
+            req,
+            Target::from_file(file.clone(), true)?,
+            pos,
+            buf,
+            len.try_into()?,
+        )?;
         between()?;
-        dio::plugged(|| io.submit());
-        io.finish()
+        io.submit()?.finish()
     }
 
     /// `len` bytes at `pos` of `file` read through the page cache (`kernel_read`).
@@ -391,14 +422,7 @@ mod tests {
         let pos = 170 << 20;
         user_mem::put(buf, &KVec::from_elem(0u8, len, GFP_KERNEL)?)?;
         assert_eq!(
-            dio(
-                true,
-                Target::from_file(file.clone(), true)?,
-                pos,
-                buf,
-                len,
-                None
-            )?,
+            dio(true, Target::from_file(file.clone(), true)?, pos, buf, len)?,
             len
         );
         user_mem::fill(buf, len)?;

@@ -7,10 +7,12 @@ use kernel::prelude::*;
 
 #[kunit_tests(pindio_extract)]
 mod tests {
-    use crate::extract::{
+    use crate::abstractions::pages::{
         Batch, Dir, HeapSlots, KernelPages, PageSlots, Release, StackSlots, UserPages, UserRange,
-        STACK_PAGES,
     };
+
+    /// Pages of the stack slots the cases use.
+    const STACK_PAGES: usize = 16;
     use crate::ffi::helpers::pindio_page_maybe_dma_pinned;
     use crate::user_mem::{self, pattern};
     use kernel::{
@@ -64,7 +66,7 @@ mod tests {
             buf.push(pattern(i), GFP_KERNEL)?;
         }
         let mut src = KernelPages::from_slices(&[&buf[5..]])?;
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let mut pages = KVec::new();
         let mut done = 0;
         while let Some(mut batch) = src.next_batch(&mut slots)? {
@@ -86,7 +88,7 @@ mod tests {
         unsafe { p1.write_raw(fill.as_ptr(), 0, PAGE_SIZE)? };
         let pieces = [(&p0, 100, 200), (&p1, 0, PAGE_SIZE), (&p0, 4000, 96)];
         let mut src = KernelPages::from_pages(&pieces, Dir::FromDevice)?;
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let mut pages = KVec::new();
         let mut done = 0;
         while let Some(mut batch) = src.next_batch(&mut slots)? {
@@ -109,7 +111,7 @@ mod tests {
             Dir::ToDevice,
             false,
         )?;
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let mut pages = KVec::new();
         let mut batch = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
         assert_eq!(batch.nr_pages(), 4);
@@ -135,7 +137,7 @@ mod tests {
         let mut three = [core::ptr::null_mut(); 3];
         assert_eq!(range.pin(&mut three[..]).err(), Some(EINVAL));
         assert!(three.iter().all(|p| p.is_null()));
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let mut batch = range.pin(&mut slots)?;
         assert_eq!((batch.nr_pages(), batch.len()), (4, 3 * PAGE_SIZE));
         let mut pages = KVec::new();
@@ -155,7 +157,7 @@ mod tests {
         user_mem::unmap(base.wrapping_byte_add(3 * PAGE_SIZE), 2 * PAGE_SIZE)?;
         // The pages before the hole, to look at afterwards: pinned and released once first.
         let mut pages = KVec::new();
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let mut head = UserRange::new(base, 3 * PAGE_SIZE, Dir::ToDevice)?.pin(&mut slots)?;
         walk(&mut head, 0, pattern, &mut pages)?;
         drop(head);
@@ -185,7 +187,7 @@ mod tests {
             Some(EINVAL)
         );
         // An unmapped user address passes the checks; pinning it fails.
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let range = UserRange::new(far, PAGE_SIZE, Dir::FromDevice)?;
         assert_eq!(range.pin(&mut slots).err(), Some(EFAULT));
         Ok(())
@@ -196,8 +198,8 @@ mod tests {
         let base = user_mem::map(2 * PAGE_SIZE)?;
         user_mem::fill(base, 2 * PAGE_SIZE)?;
         let mut src = UserPages::new(base, 2 * PAGE_SIZE, Dir::FromDevice, true)?;
-        let mut slots = StackSlots::new();
-        let mut batch = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
+        let mut slots = StackSlots::<STACK_PAGES>::new();
+        let batch = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
         let ones = [1u8; PAGE_SIZE];
         for (page, offset, len) in batch.segments() {
             // SAFETY: `ones` holds `len <= PAGE_SIZE` bytes; the test's mm does not touch the
@@ -229,7 +231,7 @@ mod tests {
 
     #[test]
     fn batch_boundaries() -> Result {
-        let mut stack = StackSlots::new();
+        let mut stack = StackSlots::<STACK_PAGES>::new();
         for (n, batches) in [(15, 1), (16, 1), (17, 2)] {
             assert_eq!(extract_pages(n, &mut stack)?, batches);
         }
@@ -237,7 +239,6 @@ mod tests {
         for (n, batches) in [(512, 1), (513, 2)] {
             assert_eq!(extract_pages(n, &mut heap)?, batches);
         }
-        assert_eq!(STACK_PAGES, 16);
         Ok(())
     }
 
@@ -248,7 +249,7 @@ mod tests {
         user_mem::fill(base, 6 * PAGE_SIZE)?;
         let len = 5 * PAGE_SIZE - 100;
         let mut src = UserPages::new(base.wrapping_byte_add(100), len, Dir::ToDevice, false)?;
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let mut batch = src.empty_batch(&mut slots);
         let mut calls = KVec::new();
         loop {
@@ -280,7 +281,7 @@ mod tests {
         user_mem::unmap(base.wrapping_byte_add(5 * PAGE_SIZE), PAGE_SIZE)?;
         let len = 8 * PAGE_SIZE - 100;
         let mut src = UserPages::new(base.wrapping_byte_add(100), len, Dir::FromDevice, false)?;
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let mut batch = src.empty_batch(&mut slots);
         assert_eq!(src.fill(&mut batch, 1)?, 5 * PAGE_SIZE - 100);
         assert_eq!((batch.nr_pages(), src.remaining()), (5, 3 * PAGE_SIZE));
@@ -313,7 +314,7 @@ mod tests {
         let uvec_ptr = base.wrapping_byte_add(3 * PAGE_SIZE);
         user_mem::put(uvec_ptr, &uvec)?;
         let mut src = UserPages::new_iovec(uvec_ptr, 2, Dir::FromDevice, false)?;
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let mut batch = src.empty_batch(&mut slots);
         assert_eq!(src.extend(&mut batch, 16)?, 10);
         assert_eq!(src.extend(&mut batch, 16)?, 0);
@@ -332,7 +333,7 @@ mod tests {
         user_mem::fill(base, 6 * PAGE_SIZE)?;
         user_mem::unmap(base.wrapping_byte_add(3 * PAGE_SIZE), 2 * PAGE_SIZE)?;
         let mut src = UserPages::new(base, 6 * PAGE_SIZE, Dir::ToDevice, false)?;
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let mut pages = KVec::new();
         let mut batch = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
         assert_eq!(walk(&mut batch, 0, pattern, &mut pages)?, 3 * PAGE_SIZE);
@@ -345,7 +346,7 @@ mod tests {
 
     #[test]
     fn bad_addresses_fault() -> Result {
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let far = UserPtr::from_addr(PAGE_SIZE);
         // No mm yet (KUnit attaches one at the first mapping): nothing to pin in.
         assert_eq!(
@@ -368,7 +369,7 @@ mod tests {
     #[test]
     fn zero_length_extracts_nothing() -> Result {
         let base = user_mem::map(PAGE_SIZE)?;
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let mut src = UserPages::new(base, 0, Dir::ToDevice, false)?;
         assert!(src.next_batch(&mut slots)?.is_none());
         let mut ksrc = KernelPages::from_slices(&[])?;
@@ -399,7 +400,7 @@ mod tests {
         user_mem::put(uvec_ptr, &uvec)?;
         let mut src = UserPages::new_iovec(uvec_ptr, segs.len().try_into()?, Dir::ToDevice, false)?;
         assert_eq!(src.remaining(), segs.iter().map(|s| s.1).sum::<usize>());
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let mut pages = KVec::new();
         let mut done = 0;
         for (off, len) in segs {
@@ -431,7 +432,7 @@ mod tests {
             for dir in [Dir::ToDevice, Dir::FromDevice] {
                 let mut src = UserPages::new_iovec(uvec_ptr, 1, dir, longterm)?;
                 assert_eq!(src.remaining(), 2 * PAGE_SIZE);
-                let mut slots = StackSlots::new();
+                let mut slots = StackSlots::<STACK_PAGES>::new();
                 let mut pages = KVec::new();
                 let mut batch = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
                 assert!(
@@ -476,7 +477,7 @@ mod tests {
             for longterm in [false, true] {
                 let mut src = UserPages::new_iovec(uvec_ptr, n, Dir::FromDevice, longterm)?;
                 assert_eq!(src.remaining(), bytes);
-                let mut slots = StackSlots::new();
+                let mut slots = StackSlots::<STACK_PAGES>::new();
                 let mut pages = KVec::new();
                 let mut batch = src.next_batch(&mut slots)?.ok_or(EINVAL)?;
                 // One page, holding exactly the bytes of the one non-empty segment.
@@ -487,12 +488,12 @@ mod tests {
                 assert!(src.next_batch(&mut slots)?.is_none());
                 // Nothing else was pinned: not the page of an empty segment either.
                 for page in 0..3 {
-                    let mut probe = UserRange::new(
+                    let probe = UserRange::new(
                         base.wrapping_byte_add(page * PAGE_SIZE),
                         PAGE_SIZE,
                         Dir::ToDevice,
                     )?
-                    .pin(StackSlots::new())?;
+                    .pin(StackSlots::<STACK_PAGES>::new())?;
                     let p = probe.segments().next().ok_or(EINVAL)?.0.as_ptr();
                     drop(probe);
                     assert!(!pinned(p));
@@ -503,7 +504,7 @@ mod tests {
         user_mem::put_iovec(uvec_ptr, &[(addr + 8, 0), (addr, 0)])?;
         let mut src = UserPages::new_iovec(uvec_ptr, 2, Dir::ToDevice, true)?;
         assert_eq!(src.remaining(), 0);
-        assert!(src.next_batch(StackSlots::new())?.is_none());
+        assert!(src.next_batch(StackSlots::<STACK_PAGES>::new())?.is_none());
         Ok(())
     }
 
@@ -552,7 +553,7 @@ mod tests {
         let mut b = KVec::from_elem(0x11u8, 100, GFP_KERNEL)?;
         let mut bufs = [&mut a[..], &mut b[..]];
         let mut src = KernelPages::from_slices_mut(&mut bufs)?;
-        let mut slots = StackSlots::new();
+        let mut slots = StackSlots::<STACK_PAGES>::new();
         let mut pages = KVec::new();
         let mut done = 0;
         while let Some(mut batch) = src.next_batch(&mut slots)? {

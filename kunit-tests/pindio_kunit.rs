@@ -14,15 +14,15 @@ mod ffi;
 #[path = "../src/abi.rs"]
 mod abi;
 #[allow(dead_code, reason = "the suites use only part of the module's code")]
+#[path = "../src/abstractions/mod.rs"]
+mod abstractions;
+#[allow(dead_code, reason = "the suites use only part of the module's code")]
 #[path = "../src/uarg.rs"]
 mod uarg;
 
 #[allow(dead_code, reason = "the suites use only part of the module's code")]
 #[path = "../src/dio.rs"]
 mod dio;
-#[allow(dead_code, reason = "the suites use only part of the module's code")]
-#[path = "../src/extract.rs"]
-mod extract;
 #[allow(dead_code, reason = "the suites use only part of the module's code")]
 #[path = "../src/plan.rs"]
 mod plan;

@@ -4,30 +4,10 @@
  * call. Declared in helpers.h, which bindgen reads; keep the two in step.
  */
 #include "helpers.h"
-#include "../include/uapi/linux/pindio.h"
 
 int pindio_copy_struct_from_user(void *dst, size_t ksize, const void __user *src, size_t usize)
 {
 	return copy_struct_from_user(dst, ksize, src, usize);
-}
-
-int pindio_read_dio(void *dst, const void __user *src)
-{
-	u64 *d = dst;
-	const u64 __user *s = src;
-	size_t i;
-
-	BUILD_BUG_ON(sizeof(struct pindio_dio) % sizeof(u64));
-	if (!user_read_access_begin(src, sizeof(struct pindio_dio)))
-		return -EFAULT;
-	/* A constant trip count: the compiler unrolls it into plain loads. */
-	for (i = 0; i < sizeof(struct pindio_dio) / sizeof(u64); i++)
-		unsafe_get_user(d[i], &s[i], efault);
-	user_read_access_end();
-	return 0;
-efault:
-	user_read_access_end();
-	return -EFAULT;
 }
 
 struct file *pindio_fdget(unsigned int fd, struct fd *f)
@@ -70,6 +50,11 @@ ssize_t pindio_check_ubuf(const void __user *buf, size_t len)
 bool pindio_access_ok(const void __user *ptr, size_t len)
 {
 	return access_ok(ptr, len);
+}
+
+void pindio_memcpy_from_page(char *to, struct page *page, size_t offset, size_t len)
+{
+	memcpy_from_page(to, page, offset, len);
 }
 
 void pindio_put_page(struct page *page)

@@ -9,6 +9,7 @@
 
 #include <linux/blkdev.h>
 #include <linux/file.h>
+#include <linux/highmem.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
@@ -17,13 +18,6 @@
 
 /* copy_struct_from_user(): extensible ioctl argument structs. */
 int pindio_copy_struct_from_user(void *dst, size_t ksize, const void __user *src, size_t usize);
-
-/*
- * Copies a struct pindio_dio (the uapi header's, of this build) from user space in one user
- * access of unrolled 8-byte loads (unsafe_get_user), not through copy_from_user()'s out-of-line
- * copy loop: the argument of every direct I/O. 0 or -EFAULT.
- */
-int pindio_read_dio(void *dst, const void __user *src);
 
 /*
  * fdget(), and the file it found (fd_file(); NULL if none); *f is for pindio_fdput(). The
@@ -48,6 +42,9 @@ ssize_t pindio_check_ubuf(const void __user *buf, size_t len);
 
 /* access_ok(): whether a user range lies in user space (an iovec segment, checked at import). */
 bool pindio_access_ok(const void __user *ptr, size_t len);
+
+/* memcpy_from_page(): bytes of a page that may change under the copy (READ_PINNED). */
+void pindio_memcpy_from_page(char *to, struct page *page, size_t offset, size_t len);
 
 /* put_page(): only the foll_get mutant of `make mutants` takes page references to drop. */
 void pindio_put_page(struct page *page);

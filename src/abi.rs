@@ -5,6 +5,8 @@
 //! Plain `core` Rust, shared by `#[path]` with the host crate in `tools/` so that `cargo test`
 //! covers it. The definitions themselves come from the uapi header through `crate::uapi`.
 
+#![deny(unsafe_code)]
+
 use crate::uapi;
 
 /// A command of `/dev/pindio`, decoded from an ioctl number.

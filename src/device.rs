@@ -5,9 +5,11 @@
 //! Each command reads its argument struct once, acts on the local copy, and writes the result
 //! back once (see [`crate::uarg`]).
 
+#![deny(unsafe_code)]
+
 use crate::abi::{self, Command, DioRequest};
-use crate::dio::{self, Dio, DioCtxs, FdFile, Lent, Target};
-use crate::extract::UserRange;
+use crate::abstractions::{block, file};
+use crate::dio::{self, Prepared, Submitted, Target};
 use crate::pins::{self, Pins};
 use crate::uapi::{
     pindio_dio, pindio_dio_batch, pindio_pin, pindio_pin_bench, pindio_read_pinned, pindio_unpin,
@@ -19,7 +21,7 @@ use kernel::{
     alloc::flags::__GFP_NOWARN,
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceRegistration},
-    new_mutex, new_spinlock,
+    new_mutex,
     prelude::*,
     sync::Mutex,
     uaccess::{UserPtr, UserSlice},
@@ -31,9 +33,6 @@ pub(crate) struct PindioFile {
     /// Pins this file holds; closing the file drops them all.
     #[pin]
     pins: Mutex<Pins>,
-    /// Memory a large direct I/O borrows instead of allocating it each time.
-    #[pin]
-    spare: dio::Spare,
 }
 
 #[vtable]
@@ -47,7 +46,6 @@ impl MiscDevice for PindioFile {
         KBox::try_pin_init(
             try_pin_init!(PindioFile {
                 pins <- new_mutex!(Pins::new()),
-                spare <- new_spinlock!(None),
             }),
             GFP_KERNEL,
         )
@@ -61,7 +59,7 @@ impl MiscDevice for PindioFile {
             Command::ReadPinned => me.read_pinned(arg),
             Command::Unpin => me.unpin(arg),
             Command::PinBench => me.pin_bench(arg),
-            Command::Dio => dio_one(&me.spare, arg),
+            Command::Dio => dio_one(arg),
             Command::DioBatch => dio_batch(arg),
         }
     }
@@ -74,12 +72,8 @@ fn user_ptr(addr: u64) -> Result<UserPtr> {
     ))
 }
 
-// The commands other than `PINDIO_IOC_DIO` are kept out of line (`#[inline(never)]`), so that
-// the dispatch and the single direct I/O it inlines stay together on few pages of text: under
-// TCG a jump to another page cannot be chained and costs a lookup.
 impl PindioFile {
     /// `PINDIO_IOC_VERSION`: reports the ABI version and the feature bits.
-    #[inline(never)]
     fn version(&self, arg: UserPtr) -> Result<isize> {
         let mut version = ExtArg::<pindio_version>::read(arg)?;
         version.val.abi_version = abi::ABI_VERSION;
@@ -89,7 +83,6 @@ impl PindioFile {
     }
 
     /// `PINDIO_IOC_PIN`: pins user memory and keeps the pin in this file.
-    #[inline(never)]
     fn pin(&self, arg: UserPtr) -> Result<isize> {
         let mut pin = ExtArg::<pindio_pin>::read(arg)?;
         let req = abi::check_pin(pin.val.flags, pin.val.addr, pin.val.len)?;
@@ -107,7 +100,6 @@ impl PindioFile {
     }
 
     /// `PINDIO_IOC_READ_PINNED`: copies what the pinned pages hold now.
-    #[inline(never)]
     fn read_pinned(&self, arg: UserPtr) -> Result<isize> {
         let read = ExtArg::<pindio_read_pinned>::read(arg)?.val;
         let len = usize::try_from(read.len).map_err(|_| EINVAL)?;
@@ -119,7 +111,6 @@ impl PindioFile {
     }
 
     /// `PINDIO_IOC_PIN_BENCH`: times pinning and releasing a range; holds nothing afterwards.
-    #[inline(never)]
     fn pin_bench(&self, arg: UserPtr) -> Result<isize> {
         let mut bench = ExtArg::<pindio_pin_bench>::read(arg)?;
         let v = bench.val;
@@ -133,7 +124,6 @@ impl PindioFile {
     }
 
     /// `PINDIO_IOC_UNPIN`: releases a pin.
-    #[inline(never)]
     fn unpin(&self, arg: UserPtr) -> Result<isize> {
         let unpin = ExtArg::<pindio_unpin>::read(arg)?.val;
         self.pins.lock().unpin(unpin.handle)?;
@@ -159,64 +149,28 @@ fn dio_target(
     }
 }
 
-/// `PINDIO_IOC_DIO`: one direct I/O, waited for; returns the bytes transferred. A single buffer
-/// of up to `INLINE_VECS` pages goes the simple way ([`dio::simple`]); an I/O of up to
-/// `BIO_MAX_VECS` pages borrows the file's spare memory.
-fn dio_one(spare: &dio::Spare, arg: UserPtr) -> Result<isize> {
+/// `PINDIO_IOC_DIO`: one direct I/O, waited for; returns the bytes transferred
+/// ([`dio::run`]). The struct is not written back (see the uapi header).
+fn dio_one(arg: UserPtr) -> Result<isize> {
     let v = ExtArg::<pindio_dio>::read(arg)?.val;
     let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
-    // SAFETY: Dropped when this returns, before the ioctl does; nothing here closes a file or
-    // clones the task.
-    let file = unsafe { FdFile::get(v.fd) }?;
-    let target = Target::borrowed(&file, req.write)?;
-    // A single buffer is checked once, here, whichever way it goes.
-    let range = match req.iovec {
-        None => {
-            let dir = dio::mem_dir(req.write);
-            Some(UserRange::new(user_ptr(v.buf)?, v.len.try_into()?, dir)?)
-        }
-        Some(_) => None,
-    };
-    if let Some(range) = range.as_ref().filter(|r| r.nr_pages() <= dio::INLINE_VECS) {
-        dio::stack_dio_ctx!(let ctx);
-        return Ok(dio::simple(&target, req, v.offset, range, ctx)?.try_into()?);
-    }
-    // Declared before the context and the I/O: given back after both are gone.
-    let mut lent = Lent::from(spare);
-    dio::stack_dio_ctx!(let ctx);
-    let mut io = Dio::new(req, target, v.offset, ctx);
-    match range {
-        Some(range) => io.prepare_range(range, Some(&mut lent))?,
-        None => io.prepare(user_ptr(v.buf)?, v.len, Some(&mut lent))?,
-    }
-    // One bio goes straight to the driver and is waited for, as in `__blkdev_direct_IO_simple`
-    // (a plug costs about 2 µs of TCG time per 4 KiB read here); several go out together when
-    // the plug ends.
-    if io.one_bio() {
-        io.submit_wait();
-    } else {
-        dio::plugged(|| io.submit());
-    }
-    // The bytes are the ioctl's value; the struct is not written back (see the uapi header).
-    Ok(io.finish()?.try_into()?)
+    let buf = user_ptr(v.buf)?;
+    let bytes = file::with_fd(v.fd, |f| dio::run(f, req, v.offset, buf, v.len))?;
+    Ok(bytes.try_into()?)
 }
 
 /// `PINDIO_IOC_DIO_BATCH`: independent direct I/Os, every bio of all of them submitted under one
 /// plug, then waited for; each gets its own result.
-#[inline(never)]
 fn dio_batch(arg: UserPtr) -> Result<isize> {
     let batch = ExtArg::<pindio_dio_batch>::read(arg)?.val;
     let (nr, stride) = abi::check_dio_batch(batch.nr, batch.entry_size, batch.reserved)?;
     let base = user_ptr(batch.reqs)?;
     let entry = |i: usize| base.wrapping_byte_add(i * stride);
-    // The completion contexts outlive the I/Os that borrow them (declared first, dropped last),
-    // all in one allocation.
-    let ctxs = DioCtxs::new(nr)?;
-    // Up to PINDIO_DIO_BATCH_MAX I/O states, tens of KiB: virtually contiguous is enough.
-    let mut ios = KVVec::with_capacity(nr, GFP_KERNEL | __GFP_NOWARN)?;
+    // Up to PINDIO_DIO_BATCH_MAX I/O states each, tens of KiB: virtually contiguous is enough.
+    let mut prepared = KVVec::with_capacity(nr, GFP_KERNEL | __GFP_NOWARN)?;
+    let mut submitted = KVVec::with_capacity(nr, GFP_KERNEL | __GFP_NOWARN)?;
     let mut last = None;
-    for (i, ctx) in ctxs.iter().enumerate() {
-        let mut mem = (UserPtr::from_addr(0), 0);
+    for i in 0..nr {
         let io = ExtArg::<pindio_dio>::read(entry(i)).and_then(|a| {
             let v = a.val;
             // Each entry's own size must be the stride.
@@ -224,30 +178,20 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
                 return Err(EINVAL);
             }
             let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
-            mem = (user_ptr(v.buf)?, v.len);
             let target = dio_target(&v, &req, &mut last)?;
-            Ok(Dio::new(req, target, v.offset, ctx))
+            Prepared::new(req, target, v.offset, user_ptr(v.buf)?, v.len)
         });
-        ios.push(io, GFP_KERNEL)?;
-        // Checked and pinned in place, once in the vector.
-        if let Some(slot) = ios.last_mut() {
-            let prepared = match slot {
-                Ok(io) => io.prepare(mem.0, mem.1, None),
-                Err(_) => Ok(()),
-            };
-            if let Err(e) = prepared {
-                *slot = Err(e);
-            }
-        }
+        prepared.push(io, GFP_KERNEL)?;
     }
-    dio::plugged(|| {
-        for io in ios.iter_mut().flatten() {
-            io.submit();
-        }
-    });
+    // Every bio of every request goes out under one plug; the vector has room for them all.
+    block::plugged(|| {
+        prepared
+            .into_iter()
+            .try_for_each(|io| submitted.push(io.and_then(Prepared::submit), GFP_KERNEL))
+    })?;
     let mut ret = Ok(0);
-    for (i, io) in ios.iter_mut().enumerate() {
-        let result = match io.as_mut().map_err(|e| *e).and_then(Dio::finish) {
+    for (i, io) in submitted.into_iter().enumerate() {
+        let result = match io.and_then(Submitted::finish) {
             Ok(bytes) => i64::try_from(bytes).unwrap_or(i64::MAX),
             Err(e) => i64::from(e.to_errno()),
         };

@@ -2,11 +2,13 @@
 
 //! Pins held by an open file of `/dev/pindio`: `PINDIO_IOC_PIN`, `_READ_PINNED`, `_UNPIN`.
 //!
-//! A [`Pin`] owns its batches of pinned pages; dropping it (UNPIN, or closing the file, which
+//! A [`HeldPin`] owns its batches of pinned pages; dropping it (UNPIN, or closing the file, which
 //! drops the whole [`Pins`] table) unpins each page exactly once.
 
+#![deny(unsafe_code)]
+
 use crate::abi::PinRequest;
-use crate::extract::{Dir, HeapSlots, PinnedBatch, UserPages};
+use crate::abstractions::pages::{Dir, HeapSlots, PinnedBatch, UserPages};
 use crate::segments::pages_spanned;
 use crate::uapi;
 use kernel::{
@@ -33,13 +35,13 @@ fn range_pages(addr: UserPtr, len: u64) -> Result<usize> {
 }
 
 /// User memory pinned until dropped.
-pub(crate) struct Pin {
+pub(crate) struct HeldPin {
     batches: KVec<PinnedBatch<HeapSlots>>,
     pages: usize,
     bytes: usize,
 }
 
-impl Pin {
+impl HeldPin {
     /// Pins what `req` describes, taking at most `max_pages` pages: all of it, or nothing.
     fn new(req: PinRequest, addr: UserPtr, len: u64, max_pages: usize) -> Result<Self> {
         let dir = req_dir(&req);
@@ -57,7 +59,7 @@ impl Pin {
         if src.remaining() == 0 {
             return Err(EINVAL);
         }
-        let mut pin = Pin {
+        let mut pin = HeldPin {
             batches: KVec::new(),
             pages: 0,
             bytes: 0,
@@ -79,31 +81,27 @@ impl Pin {
         Ok(pin)
     }
 
-    /// Copies `len` bytes the pinned pages hold now, from `offset`, to `out`.
-    fn read(&mut self, offset: usize, len: usize, out: &mut UserSliceWriter) -> Result {
+    /// Copies `len` bytes the pinned pages hold now, from `offset`, to `out`, through a bounce
+    /// page: the memory may change under the copy.
+    fn read(&self, offset: usize, len: usize, out: &mut UserSliceWriter) -> Result {
         if offset.checked_add(len).is_none_or(|end| end > self.bytes) {
             return Err(EINVAL);
         }
-        let mut bounce = KVec::with_capacity(PAGE_SIZE, GFP_KERNEL)?;
-        bounce.resize(PAGE_SIZE, 0u8, GFP_KERNEL)?;
+        let mut bounce = KVec::from_elem(0u8, PAGE_SIZE, GFP_KERNEL)?;
         let (mut skip, mut left) = (offset, len);
-        for batch in self.batches.iter_mut() {
-            for (page, seg_off, seg_len) in batch.segments() {
-                if left == 0 {
-                    return Ok(());
-                }
-                if skip >= seg_len {
-                    skip -= seg_len;
-                    continue;
-                }
-                let n = (seg_len - skip).min(left);
-                // SAFETY: `bounce` has room for `n <= PAGE_SIZE` bytes. User space may write the
-                // page concurrently (it is mapped there); the bytes are plain data copied out,
-                // as `copy_to_user` from any user-mapped page does.
-                unsafe { page.read_raw(bounce.as_mut_ptr(), seg_off + skip, n)? };
-                out.write_slice(bounce.get(..n).ok_or(EINVAL)?)?;
-                skip = 0;
+        for batch in self.batches.iter() {
+            let mut at = skip;
+            while left > 0 && at < batch.len() {
+                let n = (batch.len() - at).min(left).min(PAGE_SIZE);
+                let chunk = bounce.get_mut(..n).ok_or(EINVAL)?;
+                batch.copy_out(at, chunk)?;
+                out.write_slice(chunk)?;
+                at += n;
                 left -= n;
+            }
+            skip = skip.saturating_sub(batch.len());
+            if left == 0 {
+                return Ok(());
             }
         }
         if left == 0 {
@@ -116,7 +114,7 @@ impl Pin {
 
 /// The pins of one open file, with its limits.
 pub(crate) struct Pins {
-    pins: KVec<(u32, Pin)>,
+    pins: KVec<(u32, HeldPin)>,
     pages: usize,
     last_handle: u32,
 }
@@ -142,7 +140,7 @@ impl Pins {
             return Err(EMFILE);
         }
         let budget = (uapi::PINDIO_MAX_PINNED_PAGES as usize).saturating_sub(self.pages);
-        let pin = Pin::new(req, addr, len, budget)?;
+        let pin = HeldPin::new(req, addr, len, budget)?;
         let handle = self.free_handle();
         let (pages, bytes) = (pin.pages, pin.bytes);
         self.pins.push((handle, pin), GFP_KERNEL)?;

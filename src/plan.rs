@@ -5,6 +5,8 @@
 //! Plain `core` Rust, shared by `#[path]` with the host crate in `tools/` so that `cargo test`
 //! covers it; the KUnit suite `pindio_dio` runs cases of it in the kernel.
 
+#![deny(unsafe_code)]
+
 /// What a target device asks of a direct I/O.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DevLimits {

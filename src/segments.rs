@@ -5,6 +5,8 @@
 //! Plain `core` Rust, shared by `#[path]` with the host crate in `tools/` so that `cargo test`
 //! covers it.
 
+#![deny(unsafe_code)]
+
 /// One piece of an extracted range: `len` bytes at `offset` in page number `index` of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Segment {

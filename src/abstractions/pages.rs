@@ -10,8 +10,8 @@
 //! device-to-memory transfer) or, for listed pages, nothing. A batch is walked as an iterator of
 //! `(page, offset, len)` segments; there is no hidden cursor.
 //!
-//! Batches take their page-pointer array from a [`PageSlots`]: [`StackSlots`] (16 pages, on the
-//! stack) for small extractions, or [`HeapSlots`], allocated once and reused by every batch, for
+//! Batches take their page-pointer array from a [`PageSlots`]: [`StackSlots`] (a few pages, on
+//! the stack) for small extractions, or [`HeapSlots`], allocated once and reused by every batch, for
 //! large ones. A batch borrows its slots, so the borrow checker forbids a second batch on the same
 //! slots while the first still holds pages. No allocation happens per batch.
 
@@ -26,6 +26,7 @@ use core::{
 use kernel::{
     alloc::flags::__GFP_NOWARN,
     bindings,
+    error::to_result,
     page::{BorrowedPage, Page, PAGE_SIZE},
     prelude::*,
     uaccess::{UserPtr, UserSlice},
@@ -51,28 +52,32 @@ impl Dir {
     }
 }
 
-/// Pages one batch can hold when its slots are on the stack.
-pub(crate) const STACK_PAGES: usize = 16;
-
 /// Room for the page pointers of one batch.
 pub(crate) trait PageSlots {
     /// The slots, each of which a batch may fill with one page.
     fn slots(&mut self) -> &mut [*mut bindings::page];
+
+    /// The slots, to read.
+    fn slots_ref(&self) -> &[*mut bindings::page];
 }
 
-/// Slots for [`STACK_PAGES`] pages, meant to live on the caller's stack.
-pub(crate) struct StackSlots([*mut bindings::page; STACK_PAGES]);
+/// Slots for `N` pages, meant to live on the caller's stack.
+pub(crate) struct StackSlots<const N: usize>([*mut bindings::page; N]);
 
-impl StackSlots {
-    /// Empty slots for [`STACK_PAGES`] pages.
+impl<const N: usize> StackSlots<N> {
+    /// Empty slots for `N` pages.
     pub(crate) fn new() -> Self {
-        Self([ptr::null_mut(); STACK_PAGES])
+        Self([ptr::null_mut(); N])
     }
 }
 
-impl PageSlots for StackSlots {
+impl<const N: usize> PageSlots for StackSlots<N> {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         &mut self.0
+    }
+
+    fn slots_ref(&self) -> &[*mut bindings::page] {
+        &self.0
     }
 }
 
@@ -94,10 +99,18 @@ impl PageSlots for HeapSlots {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         &mut self.0
     }
+
+    fn slots_ref(&self) -> &[*mut bindings::page] {
+        &self.0
+    }
 }
 
-impl PageSlots for &mut [*mut bindings::page] {
+impl PageSlots for [*mut bindings::page] {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
+        self
+    }
+
+    fn slots_ref(&self) -> &[*mut bindings::page] {
         self
     }
 }
@@ -105,6 +118,10 @@ impl PageSlots for &mut [*mut bindings::page] {
 impl<T: PageSlots + ?Sized> PageSlots for &mut T {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         (**self).slots()
+    }
+
+    fn slots_ref(&self) -> &[*mut bindings::page] {
+        (**self).slots_ref()
     }
 }
 
@@ -176,6 +193,14 @@ unsafe fn pin_user_pages_fast(
     }
 }
 
+/// `page`, borrowed, as the bios of [`super::bio`] take their pages: for memory the caller owns
+/// as a [`Page`].
+pub(crate) fn borrow_page(page: &Page) -> BorrowedPage<'_> {
+    // SAFETY: `page` owns a reference to a valid (so non-null) page, which outlives the
+    // returned borrow of it.
+    unsafe { BorrowedPage::from_raw(NonNull::new_unchecked(page.as_ptr())) }
+}
+
 /// Pages of kernel memory that were only listed: nothing to release, but the pages stay valid
 /// only while the buffer they belong to is borrowed (`'a`).
 pub(crate) struct Listed<'a>(PhantomData<&'a [u8]>);
@@ -238,29 +263,59 @@ impl<S: PageSlots, R: Release> Batch<S, R> {
         self.len
     }
 
-    /// The batch as `(page, offset, len)` segments, in order.
-    pub(crate) fn segments(&mut self) -> impl Iterator<Item = (BorrowedPage<'_>, usize, usize)> {
-        self.raw_segments().filter_map(|(page, offset, len)| {
-            let page = NonNull::new(page)?;
-            // SAFETY: By the type invariant the page is valid until the batch is dropped, which
-            // the borrow of `self` outlives the returned page.
-            let page = unsafe { BorrowedPage::from_raw(page) };
-            Some((page, offset, len))
-        })
-    }
-
-    /// The segments of [`Batch::segments`] with the page as the raw pointer C takes (a bio's
-    /// vectors are filled from them), without a borrowed page per piece. The pointers are valid
-    /// while the batch lives (type invariant).
-    pub(crate) fn raw_segments(
-        &mut self,
-    ) -> impl Iterator<Item = (*mut bindings::page, usize, usize)> + '_ {
-        let pages = self.slots.slots().get(..self.nr).unwrap_or(&[]);
+    /// The batch as `(page, offset, len)` segments, in order; the pages are borrowed from the
+    /// batch, which holds them.
+    pub(crate) fn segments(&self) -> impl Iterator<Item = (BorrowedPage<'_>, usize, usize)> {
+        let pages = self.slots.slots_ref().get(..self.nr).unwrap_or(&[]);
         Iterator::zip(
             pages.iter(),
             Segments::new(self.offset0, self.len, PAGE_SIZE),
         )
-        .map(|(&page, seg)| (page, seg.offset, seg.len))
+        .filter_map(|(&page, seg)| {
+            let page = NonNull::new(page)?;
+            // SAFETY: By the type invariant the page is valid until the batch is dropped,
+            // which the borrow of `self` that the returned page carries outlives.
+            let page = unsafe { BorrowedPage::from_raw(page) };
+            Some((page, seg.offset, seg.len))
+        })
+    }
+
+    /// Copies the bytes at `offset` of the batch's memory into `dst`, as they are now. The
+    /// memory may change under the copy (user space may write it, a device may be filling it):
+    /// the copy is made in C (`memcpy_from_page`), as `copy_to_user` from a user-mapped page
+    /// would be. `EINVAL` if the batch has fewer bytes.
+    pub(crate) fn copy_out(&self, offset: usize, dst: &mut [u8]) -> Result {
+        if offset
+            .checked_add(dst.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(EINVAL);
+        }
+        let (mut skip, mut done) = (offset, 0);
+        for (page, seg_off, seg_len) in self.segments() {
+            if done == dst.len() {
+                break;
+            }
+            if skip >= seg_len {
+                skip -= seg_len;
+                continue;
+            }
+            let n = (seg_len - skip).min(dst.len() - done);
+            let to = dst.get_mut(done..done + n).ok_or(EINVAL)?;
+            // SAFETY: `to` is valid for writes of `n` bytes; the page is valid while the batch
+            // lives (type invariant), and `seg_off + skip + n` lies within it (a segment of it).
+            unsafe {
+                helpers::pindio_memcpy_from_page(
+                    to.as_mut_ptr().cast(),
+                    page.as_ptr(),
+                    seg_off + skip,
+                    n,
+                )
+            };
+            skip = 0;
+            done += n;
+        }
+        Ok(())
     }
 }
 
@@ -434,34 +489,33 @@ fn pin_user(
 /// every page is pinned or a call fails. Returns how many pages were pinned (the first slots of
 /// `free`, one FOLL_PIN pin each, which the caller now owns) and the error that stopped it.
 ///
-/// The addresses come from a user range access_ok checked (it does not wrap) and stay within
-/// `free.len()` pages of it, so the arithmetic is written without the overflow checks that
-/// would each cost a branch; pin_user_pages_fast checks every address again.
+/// pin_user_pages_fast checks every address; one that does not fit is `EFAULT`.
 fn pin_pages(
     start: usize,
     free: &mut [*mut bindings::page],
     gup_flags: u32,
     per_call: usize,
 ) -> (usize, Option<Error>) {
-    let want = free.len();
     let per_call = per_call.clamp(1, i32::MAX as usize);
     let mut pinned = 0usize;
-    while pinned < want {
-        let n = want.wrapping_sub(pinned).min(per_call);
-        // SAFETY: `free[pinned..]` has room for `n <= want - pinned` pages; pin_user_pages_fast
-        // fails on an address that is not user memory of the current mm.
-        let ret = unsafe {
-            pin_user_pages_fast(
-                start.wrapping_add(pinned.wrapping_mul(PAGE_SIZE)),
-                n as i32,
-                gup_flags,
-                free.as_mut_ptr().add(pinned),
-            )
+    while let Some(rest) = free.get_mut(pinned..).filter(|r| !r.is_empty()) {
+        let n = rest.len().min(per_call);
+        let Some(addr) = pinned
+            .checked_mul(PAGE_SIZE)
+            .and_then(|off| start.checked_add(off))
+        else {
+            return (pinned, Some(EFAULT));
         };
+        let Ok(nr) = i32::try_from(n) else {
+            return (pinned, Some(EINVAL));
+        };
+        // SAFETY: `rest` has room for `n <= rest.len()` pages; pin_user_pages_fast fails on an
+        // address that is not user memory of the current mm.
+        let ret = unsafe { pin_user_pages_fast(addr, nr, gup_flags, rest.as_mut_ptr()) };
         match usize::try_from(ret) {
             Ok(0) => return (pinned, Some(EFAULT)),
-            Ok(got) => pinned = pinned.wrapping_add(got.min(n)),
-            Err(_) => return (pinned, Some(errno(ret as isize))),
+            Ok(got) => pinned += got.min(n),
+            Err(_) => return (pinned, Some(Error::from_errno(ret))),
         }
     }
     (pinned, None)
@@ -515,9 +569,9 @@ impl UserRange {
 
     /// The pages the range spans.
     pub(crate) fn nr_pages(&self) -> usize {
-        // No overflow: the range does not wrap (type invariant).
+        // The range does not wrap (type invariant), so neither does this.
         (self.addr % PAGE_SIZE)
-            .wrapping_add(self.len)
+            .saturating_add(self.len)
             .div_ceil(PAGE_SIZE)
     }
 
@@ -529,7 +583,7 @@ impl UserRange {
         let want = self.nr_pages();
         let offset0 = if want == 0 { 0 } else { self.addr % PAGE_SIZE };
         let free = slots.slots().get_mut(..want).ok_or(EINVAL)?;
-        let (pinned, err) = pin_pages(self.addr.wrapping_sub(offset0), free, self.gup_flags, want);
+        let (pinned, err) = pin_pages(self.addr - offset0, free, self.gup_flags, want);
         // INVARIANT: the kernel pinned `pinned` pages into the first slots, one FOLL_PIN pin
         // each; the bytes of the range on them, from `offset0` into the first, span all of them
         // (the range spans `want >= pinned` pages).
@@ -545,7 +599,7 @@ impl UserRange {
             offset0,
             len: self
                 .len
-                .min(pinned.wrapping_mul(PAGE_SIZE).saturating_sub(offset0)),
+                .min(pinned.saturating_mul(PAGE_SIZE).saturating_sub(offset0)),
             release: Pinned {
                 dirty: self.gup_flags & bindings::FOLL_WRITE != 0,
             },
@@ -601,7 +655,7 @@ impl UserPages {
                 iter.as_mut_ptr(),
             )
         };
-        errno_result(ret)?;
+        to_result(ret)?;
         // SAFETY: import_ubuf succeeded, so it initialised `iter`.
         let iter = unsafe { iter.assume_init() };
         let iter = Iter { iter };
@@ -824,13 +878,13 @@ impl UserPages {
             .div_ceil(PAGE_SIZE)
             .min(free.len());
         let free = free.get_mut(..want).unwrap_or(&mut []);
-        let (pinned, err) = pin_pages(addr.wrapping_sub(offset0), free, self.gup_flags, per_call);
+        let (pinned, err) = pin_pages(addr - offset0, free, self.gup_flags, per_call);
         if pinned == 0 {
             return Err(err.unwrap_or(EFAULT));
         }
         // At least one page pinned, `offset0` into the first: more than 0 bytes, at most `left`.
-        let len = left.min(pinned.wrapping_mul(PAGE_SIZE).wrapping_sub(offset0));
-        self.cur = Some((addr.wrapping_add(len), left.wrapping_sub(len)));
+        let len = left.min(pinned.saturating_mul(PAGE_SIZE).saturating_sub(offset0));
+        self.cur = Some((addr.checked_add(len).ok_or(EFAULT)?, left - len));
         // INVARIANT: the kernel pinned `pinned` pages spanned by `len` bytes from `offset0` into
         // the slots right after the batch's `nr` pages, one FOLL_PIN pin each; as in `extend`,
         // a non-empty batch ends a page and the new bytes start one, so it stays one run.
@@ -838,8 +892,8 @@ impl UserPages {
             batch.offset0 = offset0;
         }
         // Within the slots, and within the user range.
-        batch.nr = nr.wrapping_add(pinned);
-        batch.len = batch.len.wrapping_add(len);
+        batch.nr = nr + pinned;
+        batch.len += len;
         Ok(len)
     }
 
@@ -1007,17 +1061,6 @@ fn user_task() -> Result {
         return Err(EFAULT);
     }
     Ok(())
-}
-
-/// `to_result` with its common case inline (it is an out-of-line call per I/O otherwise): 0 is
-/// success, a negative value an errno.
-#[inline]
-pub(crate) fn errno_result(ret: i32) -> Result {
-    if ret == 0 {
-        Ok(())
-    } else {
-        kernel::error::to_result(ret)
-    }
 }
 
 /// The error of a C function that returned `-errno` as a `ssize_t`.
