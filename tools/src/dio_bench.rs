@@ -85,8 +85,21 @@ impl Only {
     }
 }
 
-/// Runs `op` (which does `n` operations per call) for `secs`; returns operations per second.
-fn rate(secs: f64, n: u64, mut op: impl FnMut() -> Result<()>) -> Result<f64> {
+/// What one timed run did: the operations (I/O requests) it counted and the wall time they took.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    ops: u64,
+    secs: f64,
+}
+
+impl Run {
+    fn rate(self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+}
+
+/// Runs `op` (which does `n` operations, I/O requests, per call) for `secs`.
+fn rate(secs: f64, n: u64, mut op: impl FnMut() -> Result<()>) -> Result<Run> {
     let limit = Duration::from_secs_f64(secs);
     let start = Instant::now();
     let mut ops = 0u64;
@@ -94,7 +107,10 @@ fn rate(secs: f64, n: u64, mut op: impl FnMut() -> Result<()>) -> Result<f64> {
         op()?;
         ops += n;
     }
-    Ok(ops as f64 / start.elapsed().as_secs_f64())
+    Ok(Run {
+        ops,
+        secs: start.elapsed().as_secs_f64(),
+    })
 }
 
 /// The rates of both paths over some rounds.
@@ -106,25 +122,31 @@ struct Compared {
 }
 
 /// Compares the paths of `measure` over `rounds` rounds ([`compare`]), or, if `only` selects one
-/// of them, runs that one once and prints its rate; `None` then, and when `only` selects
+/// of them, runs that one once and prints what it counted, for `scripts/tbprof/report`
+/// ("<case>: <ops> ops in <secs> s, <rate> ops/s"); `None` then, and when `only` selects
 /// another measurement.
 fn measure(
     measure: &str,
     rounds: u32,
     only: Option<Only>,
-    mut ours: impl FnMut() -> Result<f64>,
-    mut theirs: impl FnMut() -> Result<f64>,
+    mut ours: impl FnMut() -> Result<Run>,
+    mut theirs: impl FnMut() -> Result<Run>,
 ) -> Result<Option<Compared>> {
     let Some(only) = only else {
         return compare(rounds, ours, theirs).map(Some);
     };
     if only.measure == measure {
-        let (rate, side) = if only.kernel {
+        let (run, side) = if only.kernel {
             (theirs()?, "-kernel")
         } else {
             (ours()?, "")
         };
-        println!("{measure}{side}: {rate:.0} ops/s");
+        println!(
+            "{measure}{side}: {} ops in {:.6} s, {:.0} ops/s",
+            run.ops,
+            run.secs,
+            run.rate()
+        );
     }
     Ok(None)
 }
@@ -132,18 +154,18 @@ fn measure(
 /// Runs `rounds` rounds of each path, alternating which runs first.
 fn compare(
     rounds: u32,
-    mut ours: impl FnMut() -> Result<f64>,
-    mut theirs: impl FnMut() -> Result<f64>,
+    mut ours: impl FnMut() -> Result<Run>,
+    mut theirs: impl FnMut() -> Result<Run>,
 ) -> Result<Compared> {
     let (mut a, mut b) = (0f64, 0f64);
     let mut ratios = Vec::new();
     for r in 0..rounds {
         let (x, y) = if r % 2 == 0 {
-            let x = ours()?;
-            (x, theirs()?)
+            let x = ours()?.rate();
+            (x, theirs()?.rate())
         } else {
-            let y = theirs()?;
-            (ours()?, y)
+            let y = theirs()?.rate();
+            (ours()?.rate(), y)
         };
         a = a.max(x);
         b = b.max(y);
@@ -226,7 +248,7 @@ pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32, only: Option<Only>)
             rounds,
             only,
             || {
-                rate(secs, 1 << 20, || {
+                rate(secs, 1, || {
                     let mut req = dio_req(fd, write, next(), DioMem::Buf(addr, 1 << 20));
                     dev.dio(&mut req).context("PINDIO_IOC_DIO")?;
                     Ok(())
@@ -234,7 +256,7 @@ pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32, only: Option<Only>)
             },
             || {
                 let b = &mut buf.bytes()[..1 << 20];
-                rate(secs, 1 << 20, || {
+                rate(secs, 1, || {
                     if write {
                         direct.write_all_at(b, next2())?;
                     } else {
@@ -250,7 +272,8 @@ pub fn run(dev: &Device, path: &str, secs: f64, rounds: u32, only: Option<Only>)
             ("1 MiB sequential read", "pread O_DIRECT")
         };
         if let Some(r) = r {
-            report(what, "MB/s", 1e6, r, kernel);
+            // Rates are of 1 MiB I/Os; MB/s = ops/s * 2^20 / 1e6.
+            report(what, "MB/s", 1e6 / (1 << 20) as f64, r, kernel);
         }
     }
 
