@@ -35,6 +35,7 @@ mod tests {
         bio::{AddPage, Bio, InFlight, Opf},
         block::BlockFile,
         pages::{borrow_page, UserRange},
+        pinned::PinnedVec,
     };
     use crate::dio::{self, Prepared, Target};
     use crate::ffi::helpers::{BLK_OPEN_READ, BLK_OPEN_WRITE};
@@ -222,11 +223,15 @@ mod tests {
     #[test]
     fn simple_round_trips_and_refusals() -> Result {
         let file = open_bdev(super::NULLB0.load(Relaxed))?;
-        let buf = user_mem::map(19 * PAGE_SIZE)?;
+        let buf = user_mem::map(21 * PAGE_SIZE)?;
         let pos = 150 << 20;
-        // 3 KiB inside one page, and 64 KiB from the middle of a page: 17 pages, the most the
-        // context's inline bio takes.
-        for (at, len) in [(512, 3072), (PAGE_SIZE / 2, 64 * 1024)] {
+        // 3 KiB inside one page; 64 KiB from the middle of a page: 17 pages, the most that
+        // go on the stack; 72 KiB from there: 19 pages, slots and vectors allocated.
+        for (at, len) in [
+            (512, 3072),
+            (PAGE_SIZE / 2, 64 * 1024),
+            (PAGE_SIZE / 2, 72 * 1024),
+        ] {
             let b = buf.wrapping_byte_add(at);
             user_mem::fill(b, len)?;
             assert_eq!(simple(true, &file, pos, b, len)?, len);
@@ -235,31 +240,22 @@ mod tests {
             let back = user_mem::get(b, len)?;
             assert!(back.iter().enumerate().all(|(i, &x)| x == pattern(i)));
         }
-        // 18 pages: more than the simple path takes, refused before anything is pinned.
-        let big = simple(
-            false,
-            &file,
-            pos,
-            buf.wrapping_byte_add(512),
-            17 * PAGE_SIZE,
-        );
+        // 1 MiB from 512 bytes into a page: 257 pages, more than one bio takes, refused before
+        // anything is pinned (the range is not even mapped).
+        let big = simple(false, &file, pos, buf.wrapping_byte_add(512), 1 << 20);
         assert_eq!(big.err(), Some(EINVAL));
         // A misaligned device offset.
         assert_eq!(
             simple(false, &file, pos + 100, buf, 4096).err(),
             Some(EINVAL)
         );
-        // A hole in the buffer: EFAULT, and the page before it is released (the guest checks
-        // the pin balance after the suite).
-        user_mem::unmap(buf.wrapping_byte_add(18 * PAGE_SIZE), PAGE_SIZE)?;
-        let holed = simple(
-            false,
-            &file,
-            pos,
-            buf.wrapping_byte_add(17 * PAGE_SIZE),
-            8192,
-        );
-        assert_eq!(holed.err(), Some(EFAULT));
+        // A hole in the buffer: EFAULT, and the pages before it are released (the guest checks
+        // the pin balance after the suite), on the stack and on the heap.
+        user_mem::unmap(buf.wrapping_byte_add(20 * PAGE_SIZE), PAGE_SIZE)?;
+        for len in [8192, 20 * PAGE_SIZE] {
+            let at = buf.wrapping_byte_add(21 * PAGE_SIZE - len);
+            assert_eq!(simple(false, &file, pos, at, len).err(), Some(EFAULT));
+        }
         Ok(())
     }
 
@@ -314,6 +310,21 @@ mod tests {
             assert_eq!(PROBE.load(Relaxed), 0);
         }
         assert_eq!(PROBE.load(Relaxed), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_pinned_vec_holds_what_it_was_made_for() -> Result {
+        let mut v = PinnedVec::<u64>::with_capacity(2)?;
+        v.push(1u64)?;
+        v.push(2u64)?;
+        // Full: never grown, so nothing it holds moves.
+        assert_eq!(v.push(3u64).err(), Some(ENOSPC));
+        let mut held = v.iter_mut().map(|x| *x);
+        assert_eq!(
+            (held.next(), held.next(), held.next()),
+            (Some(1), Some(2), None)
+        );
         Ok(())
     }
 

@@ -8,8 +8,8 @@
 #![deny(unsafe_code)]
 
 use crate::abi::{self, Command, DioRequest};
-use crate::abstractions::{block, file};
-use crate::dio::{self, Prepared, Submitted, Target};
+use crate::abstractions::{block, file, pinned::PinnedVec};
+use crate::dio::{self, Prepared, Target};
 use crate::pins::{self, Pins};
 use crate::uapi::{
     pindio_dio, pindio_dio_batch, pindio_pin, pindio_pin_bench, pindio_read_pinned, pindio_unpin,
@@ -166,32 +166,34 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
     let (nr, stride) = abi::check_dio_batch(batch.nr, batch.entry_size, batch.reserved)?;
     let base = user_ptr(batch.reqs)?;
     let entry = |i: usize| base.wrapping_byte_add(i * stride);
-    // Up to PINDIO_DIO_BATCH_MAX I/O states each, tens of KiB: virtually contiguous is enough.
-    let mut prepared = KVVec::with_capacity(nr, GFP_KERNEL | __GFP_NOWARN)?;
+    // The I/Os in flight, all in one allocation, and for each request whether its I/O is
+    // among them or the error that stopped it.
+    let mut ios = PinnedVec::with_capacity(nr)?;
     let mut submitted = KVVec::with_capacity(nr, GFP_KERNEL | __GFP_NOWARN)?;
     let mut last = None;
-    for i in 0..nr {
-        let io = ExtArg::<pindio_dio>::read(entry(i)).and_then(|a| {
-            let v = a.val;
-            // Each entry's own size must be the stride.
-            if usize::try_from(v.size).ok() != Some(stride) {
-                return Err(EINVAL);
-            }
-            let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
-            let target = dio_target(&v, &req, &mut last)?;
-            Prepared::new(req, target, v.offset, user_ptr(v.buf)?, v.len)
-        });
-        prepared.push(io, GFP_KERNEL)?;
-    }
-    // Every bio of every request goes out under one plug; the vector has room for them all.
-    block::plugged(|| {
-        prepared
-            .into_iter()
-            .try_for_each(|io| submitted.push(io.and_then(Prepared::submit), GFP_KERNEL))
+    // Each request is checked, pinned and submitted in turn; every bio of all of them goes out
+    // when the plug ends.
+    block::plugged(|| -> Result {
+        for i in 0..nr {
+            let io = ExtArg::<pindio_dio>::read(entry(i)).and_then(|a| {
+                let v = a.val;
+                // Each entry's own size must be the stride.
+                if usize::try_from(v.size).ok() != Some(stride) {
+                    return Err(EINVAL);
+                }
+                let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
+                let target = dio_target(&v, &req, &mut last)?;
+                Prepared::new(req, target, v.offset, user_ptr(v.buf)?, v.len)
+            });
+            submitted.push(io.and_then(|io| ios.push(io.submit_in_place())), GFP_KERNEL)?;
+        }
+        Ok(())
     })?;
+    let mut in_flight = ios.iter_mut();
     let mut ret = Ok(0);
     for (i, io) in submitted.into_iter().enumerate() {
-        let result = match io.and_then(Submitted::finish) {
+        let done = io.and_then(|()| in_flight.next().map_or(Err(EINVAL), dio::finish));
+        let result = match done {
             Ok(bytes) => i64::try_from(bytes).unwrap_or(i64::MAX),
             Err(e) => i64::from(e.to_errno()),
         };

@@ -4,9 +4,10 @@
 //!
 //! There are two paths, as `block/fops.c` has:
 //!
-//! - [`simple`]: a single buffer of at most [`INLINE_VECS`] pages, waited for, as
-//!   `__blkdev_direct_IO_simple` does it: checked, pinned into slots on the stack, sent as one bio
-//!   on the stack with `submit_bio_wait`, released. Nothing is allocated.
+//! - [`simple`]: a single buffer of at most `BIO_MAX_VECS` pages, waited for, as
+//!   `__blkdev_direct_IO_simple` does it: checked, pinned, sent as one bio on the stack with
+//!   `submit_bio_wait`, released. Up to [`INLINE_VECS`] pages, its page slots and bio vectors
+//!   are on the stack too, and nothing is allocated.
 //! - the general one, a typestate: [`Prepared::new`] checks the I/O (before anything is pinned),
 //!   keeps the page cache coherent and pins all the memory; [`Prepared::submit`] moves what the
 //!   I/O owns into an [`InFlight`] and cuts the pages into bios ([`BioPlanner`]) that complete
@@ -27,7 +28,7 @@ use crate::abstractions::{
     bio::{self, AddPage, Bio, InFlight, Opf, Submitter, BIO_MAX_VECS, SECTOR_SHIFT},
     block::{self, BlockFile},
     file::FdFile,
-    pages::{Dir, HeapSlots, PageSlots, PinnedBatch, StackSlots, UserPages, UserRange},
+    pages::{Dir, PageSlots, PinnedBatch, Slots, UserPages, UserRange},
 };
 use crate::plan::{BioPlanner, DevLimits};
 use kernel::{
@@ -38,7 +39,7 @@ use kernel::{
     uaccess::UserPtr,
 };
 
-/// Pages of the simple path at most: 64 KiB at any page offset spans 17 pages.
+/// Pages of the simple path that need no allocation: 64 KiB at any page offset spans 17 pages.
 pub(crate) const INLINE_VECS: usize = 17;
 
 /// A block device the caller opened itself, checked as the target of a direct I/O in one
@@ -46,7 +47,6 @@ pub(crate) const INLINE_VECS: usize = 17;
 #[derive(Clone)]
 pub(crate) struct Target<'f> {
     dev: BlockFile<'f>,
-    limits: DevLimits,
     write: bool,
 }
 
@@ -81,12 +81,17 @@ impl<'f> Target<'f> {
         if write && info.swap {
             return Err(ETXTBSY);
         }
-        let limits = DevLimits {
+        Ok(Self { dev, write })
+    }
+
+    /// What the device asks of a direct I/O.
+    fn limits(&self) -> DevLimits {
+        let info = self.dev.info();
+        DevLimits {
             lbs: info.logical_block_size.into(),
             dma_mask: info.dma_alignment.into(),
             dev_bytes: info.nr_bytes,
-        };
-        Ok(Self { dev, limits, write })
+        }
     }
 
     /// Whether it was checked for a write (else for a read).
@@ -138,7 +143,7 @@ fn page_range((start, end): (i64, i64)) -> Result<(usize, usize)> {
 /// before a write, dropped, so buffered readers see the new data. All before anything is
 /// pinned; `EBUSY` if a cached page could not be dropped.
 fn checked_coherent(target: &Target<'_>, pos: u64, aligned: bool, bytes: usize) -> Result {
-    if !aligned || !target.limits.check_range(pos, u64::try_from(bytes)?) {
+    if !aligned || !target.limits().check_range(pos, u64::try_from(bytes)?) {
         return Err(EINVAL);
     }
     let range = byte_range(pos, bytes)?;
@@ -154,7 +159,7 @@ fn checked_coherent(target: &Target<'_>, pos: u64, aligned: bool, bytes: usize) 
 /// device's alignment.
 fn range_checked_coherent(target: &Target<'_>, pos: u64, range: &UserRange) -> Result {
     let aligned = target
-        .limits
+        .limits()
         .check_segment(u64::try_from(range.addr())?, u64::try_from(range.len())?);
     checked_coherent(target, pos, aligned, range.len())
 }
@@ -189,25 +194,31 @@ fn add_batch<'p, S: PageSlots>(bio: &mut impl AddPage<'p>, batch: &'p PinnedBatc
 }
 
 /// A direct I/O `req` of the single buffer `range` at device offset `pos` of `target`, waited
-/// for, as `__blkdev_direct_IO_simple` does it, for a buffer of at most [`INLINE_VECS`] pages
-/// (`EINVAL` for a larger one): checked as [`Prepared::new`] checks it, pinned into slots on the
-/// stack, sent as one bio on the stack with `submit_bio_wait`, and released (the pages of a read
-/// dirtied first). Returns the bytes transferred.
+/// for, as `__blkdev_direct_IO_simple` does it, for a buffer of at most `BIO_MAX_VECS` pages
+/// (`EINVAL` for a larger one): checked as [`Prepared::new`] checks it, pinned whole, sent as one
+/// bio on the stack with `submit_bio_wait`, and released (the pages of a read dirtied first).
+/// Up to [`INLINE_VECS`] pages the page slots and the bio's vectors are on the stack; beyond,
+/// both are allocated for the call. Returns the bytes transferred.
 pub(crate) fn simple(
     target: &Target<'_>,
     req: DioRequest,
     pos: u64,
     range: &UserRange,
 ) -> Result<usize> {
-    if range.nr_pages() > INLINE_VECS {
+    let pages = range.nr_pages();
+    if pages > BIO_MAX_VECS {
         return Err(EINVAL);
     }
     range_checked_coherent(target, pos, range)?;
-    let batch = range.pin(StackSlots::<INLINE_VECS>::new())?;
-    let sector = pos >> SECTOR_SHIFT;
-    let done = bio::submit_wait_on_stack::<INLINE_VECS>(&target.dev, opf(&req), sector, |bio| {
-        add_batch(bio, &batch)
-    });
+    let (dev, opf, sector) = (&target.dev, opf(&req), pos >> SECTOR_SHIFT);
+    let mut slots = Slots::<INLINE_VECS>::new(pages)?;
+    let batch = range.pin(&mut slots)?;
+    let fill = |bio: &mut bio::StackBio<'_>| add_batch(bio, &batch);
+    let done = if pages <= INLINE_VECS {
+        bio::submit_wait_on_stack::<INLINE_VECS>(dev, opf, sector, fill)
+    } else {
+        bio::submit_wait_alloc(dev, pages, opf, sector, fill)
+    };
     // The bio is gone: the pins can go, the pages of a read dirtied first.
     drop(batch);
     if req.write {
@@ -218,7 +229,7 @@ pub(crate) fn simple(
 
 /// `PINDIO_IOC_DIO`: the direct I/O `req` between `len` bytes (or `len` iovec segments) at
 /// `buf` and device offset `pos` of the block device open at `file`, waited for; the bytes
-/// transferred. A single buffer of at most [`INLINE_VECS`] pages goes the [`simple`] way, any
+/// transferred. A single buffer of at most `BIO_MAX_VECS` pages goes the [`simple`] way, any
 /// other I/O the general one, which holds a reference to the file while its bios are in flight.
 pub(crate) fn run(
     file: &FdFile,
@@ -231,7 +242,7 @@ pub(crate) fn run(
     let io = match req.iovec {
         None => {
             let range = UserRange::new(buf, len.try_into()?, mem_dir(req.write))?;
-            if range.nr_pages() <= INLINE_VECS {
+            if range.nr_pages() <= BIO_MAX_VECS {
                 return simple(&target, req, pos, &range);
             }
             Prepared::from_range(req, Target::from_file(file.get(), req.write)?, pos, range)?
@@ -247,11 +258,20 @@ pub(crate) fn run(
     io.submit()?.finish()
 }
 
+/// Pages whose slots the general path keeps inline, in the I/O state: as many as a bio keeps
+/// vectors inline (`BIO_INLINE_VECS`). A larger state would cost more in moves than the
+/// allocation it saves.
+const DIO_INLINE_PAGES: usize = 4;
+
+/// The page slots of the general path: a batch of a few pages keeps them inline, in the I/O
+/// state, and allocates nothing.
+type DioSlots = Slots<DIO_INLINE_PAGES>;
+
 /// The pinned memory of a direct I/O: one batch for a single buffer, more for an iovec whose
 /// segments do not join on page boundaries (`more` is allocated only then).
 struct PinnedMem {
-    first: Option<PinnedBatch<HeapSlots>>,
-    more: KVec<PinnedBatch<HeapSlots>>,
+    first: Option<PinnedBatch<DioSlots>>,
+    more: KVec<PinnedBatch<DioSlots>>,
     /// Pages pinned in all the batches.
     pages: usize,
 }
@@ -267,7 +287,7 @@ impl PinnedMem {
         while src.remaining() > 0 {
             // A batch takes the pages of the current segment, and of the next ones while they
             // join on page boundaries and slots remain.
-            let slots = HeapSlots::new(src.next_segment_pages().max(1))?;
+            let slots = DioSlots::new(src.next_segment_pages().max(1))?;
             let mut batch = src.empty_batch(slots);
             src.fill(&mut batch, usize::MAX)?;
             if batch.len() == 0 {
@@ -284,7 +304,7 @@ impl PinnedMem {
     }
 
     /// The batches, in order.
-    fn batches(&self) -> impl Iterator<Item = &PinnedBatch<HeapSlots>> {
+    fn batches(&self) -> impl Iterator<Item = &PinnedBatch<DioSlots>> {
         Iterator::chain(self.first.iter(), self.more.iter())
     }
 
@@ -298,7 +318,7 @@ impl PinnedMem {
 
 /// What a direct I/O of the general path owns while its bios are in flight: the device (a
 /// reference to its file) and the pinned memory they use.
-struct DioData {
+pub(crate) struct DioData {
     target: Target<'static>,
     req: DioRequest,
     pos: u64,
@@ -312,7 +332,7 @@ impl DioData {
     fn submit_bios<'s>(&'s self, sub: &mut Submitter<'s>) -> Result {
         let opf = opf(&self.req);
         let mut sector = self.pos >> SECTOR_SHIFT;
-        let lbs = self.target.limits.lbs.try_into()?;
+        let lbs = self.target.limits().lbs.try_into()?;
         let mut planner = BioPlanner::new(lbs, PAGE_SIZE).ok_or(EINVAL)?;
         let mut bio: Option<Bio<'s>> = None;
         let mut pieces_left = self.mem.pages;
@@ -375,7 +395,7 @@ impl Prepared {
         };
         let mut src = UserPages::new_iovec(buf, nr_segs, dir, false)?;
         let bytes = src.remaining();
-        let limits = &target.limits;
+        let limits = target.limits();
         // Empty segments carry no data: skipped, wherever they point.
         let aligned = src.user_segments().all(|(addr, len)| {
             len == 0
@@ -407,7 +427,7 @@ impl Prepared {
             return Err(EINVAL);
         }
         range_checked_coherent(&target, pos, &range)?;
-        let batch = range.pin(HeapSlots::new(range.nr_pages())?)?;
+        let batch = range.pin(DioSlots::new(range.nr_pages())?)?;
         let mem = PinnedMem {
             pages: batch.nr_pages(),
             first: Some(batch),
@@ -426,26 +446,45 @@ impl Prepared {
     /// error after the first bio is the result of [`Submitted::finish`]; before that
     /// (no memory for the state of the I/O), it is returned here and the pins are released.
     pub(crate) fn submit(self) -> Result<Submitted> {
-        let inflight = InFlight::new(self.0, |data, sub| data.submit_bios(sub));
-        block::plugged(|| KBox::pin_init(inflight, GFP_KERNEL)).map(Submitted)
+        block::plugged(|| KBox::pin_init(self.submit_in_place(), GFP_KERNEL)).map(Submitted)
     }
+
+    /// The state of the I/O in flight, to be pinned where the caller keeps it
+    /// (`PINDIO_IOC_DIO_BATCH` keeps all of its I/Os in one allocation): initialising it submits
+    /// the bios. [`finish`] ends it.
+    pub(crate) fn submit_in_place(self) -> impl PinInit<DioInFlight> {
+        InFlight::new(self.0, |data, sub| data.submit_bios(sub))
+    }
+}
+
+/// A direct I/O of the general path in flight, where its caller keeps it.
+pub(crate) type DioInFlight = InFlight<DioData>;
+
+/// Waits for every bio of `io`, releases the pinned pages (dirtying those of a read), and
+/// invalidates the page cache over a written range. Returns the bytes done, or the first error:
+/// of a bio, or else of the submission. Once done, there is nothing left to release: a second
+/// call only reports the same result again.
+pub(crate) fn finish(io: Pin<&mut DioInFlight>) -> Result<usize> {
+    let (ret, data) = io.wait();
+    // Every bio completed: the pins can go, the pages of a read dirtied first.
+    if data.mem.pages != 0 {
+        data.mem.release();
+        if data.req.write {
+            coherent_after_write(&data.target, data.pos, data.len);
+        }
+    }
+    ret.map(|()| data.len)
 }
 
 /// A direct I/O whose bios are in flight. Dropped without [`Submitted::finish`], it still waits
 /// for them before it releases the pins.
-pub(crate) struct Submitted(Pin<KBox<InFlight<DioData>>>);
+pub(crate) struct Submitted(Pin<KBox<DioInFlight>>);
 
 impl Submitted {
     /// Waits for every bio, releases the pinned pages (dirtying those of a read), and invalidates
     /// the page cache over a written range. Returns the bytes done, or the first error: of a bio,
     /// or else of the submission.
     pub(crate) fn finish(mut self) -> Result<usize> {
-        let (ret, data) = self.0.as_mut().wait();
-        // Every bio completed: the pins can go, the pages of a read dirtied first.
-        data.mem.release();
-        if data.req.write {
-            coherent_after_write(&data.target, data.pos, data.len);
-        }
-        ret.map(|()| data.len)
+        finish(self.0.as_mut())
     }
 }

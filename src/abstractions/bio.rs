@@ -24,6 +24,7 @@ use core::{
     ptr::{self, NonNull},
 };
 use kernel::{
+    alloc::flags::__GFP_NOWARN,
     bindings,
     error::to_result,
     page::BorrowedPage,
@@ -175,7 +176,8 @@ impl Drop for Bio<'_> {
     }
 }
 
-/// A bio of `N` vectors on the stack of [`submit_wait_on_stack`], lent to its `fill`.
+/// The bio on the stack of [`submit_wait_on_stack`] or [`submit_wait_alloc`], lent to its
+/// `fill`.
 ///
 /// # Invariants
 ///
@@ -189,7 +191,7 @@ pub(crate) struct StackBio<'b> {
 impl<'p> AddPage<'p> for StackBio<'_> {
     fn add_page(&mut self, page: &BorrowedPage<'p>, len: usize, offset: usize) -> Result {
         // SAFETY: Initialised, not submitted, ours alone (type invariant). The bio is submitted
-        // and waited for, or dropped, before `submit_wait_on_stack` returns, which the page
+        // and waited for, or dropped, before `submit_wait_over` returns, which the page
         // outlives: the caller holds it across that call.
         unsafe { add_page_raw(self.bio, page, len, offset) }
     }
@@ -205,19 +207,55 @@ pub(crate) fn submit_wait_on_stack<const N: usize>(
     sector: u64,
     fill: impl FnOnce(&mut StackBio<'_>) -> Result,
 ) -> Result {
-    let mut bio = MaybeUninit::<bindings::bio>::uninit();
     let mut vecs = MaybeUninit::<[bindings::bio_vec; N]>::uninit();
+    // SAFETY: `vecs` has room for `N` vectors and stays in this frame, unused by anything else,
+    // until the call returns.
+    unsafe { submit_wait_over(dev, vecs.as_mut_ptr().cast(), N, opf, sector, fill) }
+}
+
+/// [`submit_wait_on_stack`] for a bio of up to `nr_vecs` vectors (at most [`BIO_MAX_VECS`]),
+/// allocated for the call, as `__blkdev_direct_IO_simple` allocates those beyond its inline
+/// ones; the bio itself is still on the stack.
+pub(crate) fn submit_wait_alloc(
+    dev: &BlockFile<'_>,
+    nr_vecs: usize,
+    opf: Opf,
+    sector: u64,
+    fill: impl FnOnce(&mut StackBio<'_>) -> Result,
+) -> Result {
+    if nr_vecs > BIO_MAX_VECS {
+        return Err(EINVAL);
+    }
+    let mut vecs = KVec::<bindings::bio_vec>::with_capacity(nr_vecs, GFP_KERNEL | __GFP_NOWARN)?;
+    let spare = vecs.spare_capacity_mut();
+    if spare.len() < nr_vecs {
+        return Err(ENOMEM);
+    }
+    // SAFETY: `spare` has room for at least `nr_vecs` vectors, in `vecs`' heap buffer, which
+    // nothing else uses and which is freed only after the call returns.
+    unsafe { submit_wait_over(dev, spare.as_mut_ptr().cast(), nr_vecs, opf, sector, fill) }
+}
+
+/// The bio of [`submit_wait_on_stack`] and [`submit_wait_alloc`], over `n` vectors at `vecs`.
+///
+/// # Safety
+///
+/// `vecs` is valid for writes of `n` vectors, which nothing else uses until this returns.
+unsafe fn submit_wait_over(
+    dev: &BlockFile<'_>,
+    vecs: *mut bindings::bio_vec,
+    n: usize,
+    opf: Opf,
+    sector: u64,
+    fill: impl FnOnce(&mut StackBio<'_>) -> Result,
+) -> Result {
+    let mut bio = MaybeUninit::<bindings::bio>::uninit();
     let raw = bio.as_mut_ptr();
-    // SAFETY: `bio` and the `N` vectors are valid for writes and stay in this frame, unmoved,
-    // until `bio_uninit` below; the device is valid while `dev` lives.
+    // SAFETY: `bio` is valid for writes and stays in this frame, unmoved, until `bio_uninit`
+    // below; the vectors are valid by the function's safety requirements, the device while
+    // `dev` lives.
     unsafe {
-        bindings::bio_init(
-            raw,
-            dev.as_raw(),
-            vecs.as_mut_ptr().cast(),
-            N.try_into()?,
-            opf.0,
-        );
+        bindings::bio_init(raw, dev.as_raw(), vecs, n.try_into()?, opf.0);
         (*raw).bi_iter.bi_sector = sector;
     }
     // INVARIANT: initialised above, not submitted; `fill` cannot keep it past its return.

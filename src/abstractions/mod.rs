@@ -16,6 +16,7 @@
 //! - [`pages`]: FOLL_PIN extraction of user memory (a range or an iovec, imported and checked as
 //!   `import_iovec` does) into batches that release their pages exactly once, and listed
 //!   batches of kernel memory.
+//! - [`pinned`]: values initialised and pinned in place in one allocation.
 //! - [`uapi`]: the ioctl argument structs of the uapi header as byte-copyable types, and
 //!   `copy_struct_from_user`.
 
@@ -27,4 +28,5 @@ pub(crate) mod file;
     reason = "kernel sources and stack slots serve the stacked device to come; KUnit covers them"
 )]
 pub(crate) mod pages;
+pub(crate) mod pinned;
 pub(crate) mod uapi;

@@ -105,6 +105,42 @@ impl PageSlots for HeapSlots {
     }
 }
 
+/// Slots for up to `N` pages inline (on the stack, or in whatever holds them), allocated
+/// ([`HeapSlots`]) for more.
+pub(crate) enum Slots<const N: usize> {
+    /// Inline slots.
+    Inline(StackSlots<N>),
+    /// Allocated slots.
+    Heap(HeapSlots),
+}
+
+impl<const N: usize> Slots<N> {
+    /// Slots for `pages` pages: inline if they fit, else allocated.
+    pub(crate) fn new(pages: usize) -> Result<Self> {
+        if pages <= N {
+            Ok(Self::Inline(StackSlots::new()))
+        } else {
+            Ok(Self::Heap(HeapSlots::new(pages)?))
+        }
+    }
+}
+
+impl<const N: usize> PageSlots for Slots<N> {
+    fn slots(&mut self) -> &mut [*mut bindings::page] {
+        match self {
+            Self::Inline(s) => s.slots(),
+            Self::Heap(h) => h.slots(),
+        }
+    }
+
+    fn slots_ref(&self) -> &[*mut bindings::page] {
+        match self {
+            Self::Inline(s) => s.slots_ref(),
+            Self::Heap(h) => h.slots_ref(),
+        }
+    }
+}
+
 impl PageSlots for [*mut bindings::page] {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         self
