@@ -28,7 +28,7 @@ use crate::abstractions::{
     bio::{self, AddPage, Bio, InFlight, Opf, Submitter, BIO_MAX_VECS, SECTOR_SHIFT},
     block::{self, BlockFile},
     file::FdFile,
-    pages::{Dir, PageSlots, PinnedBatch, Slots, UserPages, UserRange},
+    pages::{Dir, PinnedBatch, Slots, UserPages, UserRange},
 };
 use crate::plan::{BioPlanner, DevLimits};
 use kernel::{
@@ -186,13 +186,6 @@ fn coherent_after_write(target: &Target<'_>, pos: u64, len: usize) {
     }
 }
 
-/// Adds every page of `batch` to `bio`.
-fn add_batch<'p, S: PageSlots>(bio: &mut impl AddPage<'p>, batch: &'p PinnedBatch<S>) -> Result {
-    batch
-        .segments()
-        .try_for_each(|(page, off, len)| bio.add_page(&page, len, off))
-}
-
 /// A direct I/O `req` of the single buffer `range` at device offset `pos` of `target`, waited
 /// for, as `__blkdev_direct_IO_simple` does it, for a buffer of at most `BIO_MAX_VECS` pages
 /// (`EINVAL` for a larger one): checked as [`Prepared::new`] checks it, pinned whole, sent as one
@@ -213,7 +206,7 @@ pub(crate) fn simple(
     let (dev, opf, sector) = (&target.dev, opf(&req), pos >> SECTOR_SHIFT);
     let mut slots = Slots::<INLINE_VECS>::new(pages)?;
     let batch = range.pin(&mut slots)?;
-    let fill = |bio: &mut bio::StackBio<'_>| add_batch(bio, &batch);
+    let fill = |bio: &mut bio::StackBio<'_>| bio.add_batch(&batch);
     let done = if pages <= INLINE_VECS {
         bio::submit_wait_on_stack::<INLINE_VECS>(dev, opf, sector, fill)
     } else {

@@ -17,6 +17,7 @@
 //! C: `include/linux/bio.h`, `block/bio.c`.
 
 use super::block::BlockFile;
+use super::pages::{Batch, PageSlots, Release};
 use core::{
     marker::{PhantomData, PhantomPinned},
     mem::{ManuallyDrop, MaybeUninit},
@@ -62,12 +63,39 @@ impl Opf {
     }
 }
 
-/// A bio that pages can be added to.
-pub(crate) trait AddPage<'p> {
+/// Keeps [`AddPage`] to the bios of this module: its [`AddPage::add_batch`] relies on
+/// [`AddPage::raw_bio`] being a bio it may add pages to.
+mod sealed {
+    pub(crate) trait Sealed {}
+}
+
+/// A bio that pages can be added to. Sealed: only the bios of this module are.
+pub(crate) trait AddPage<'p>: sealed::Sealed {
     /// Adds `len` bytes at `offset` of `page` (`bio_add_page`): merged into the last vector if
     /// they continue it in memory, else as a new vector. `EINVAL` if the bio has no room for
     /// them, or if they do not lie within the page.
     fn add_page(&mut self, page: &BorrowedPage<'p>, len: usize, offset: usize) -> Result;
+
+    /// Adds every page of `batch`, in order, as [`AddPage::add_page`] adds one; `EINVAL` if the
+    /// bio has no room for them all.
+    fn add_batch<S: PageSlots, R: Release>(&mut self, batch: &'p Batch<S, R>) -> Result {
+        let bio = self.raw_bio();
+        batch.raw_segments().try_for_each(|(page, offset, len)| {
+            // SAFETY: `raw_bio` is a bio not submitted that only this borrow of `self` uses;
+            // the page is valid while the batch is borrowed, for `'p`, which the bio's pages
+            // outlive; each segment lies within its page (type invariant of `Batch`).
+            let added =
+                unsafe { bindings::bio_add_page(bio, page, len.try_into()?, offset.try_into()?) };
+            if usize::try_from(added).ok() != Some(len) {
+                return Err(EINVAL);
+            }
+            Ok(())
+        })
+    }
+
+    /// The bio, not submitted, for [`AddPage::add_batch`].
+    #[doc(hidden)]
+    fn raw_bio(&mut self) -> *mut bindings::bio;
 }
 
 /// `bio_add_page` of `len` bytes at `offset` of `page` to `bio`.
@@ -160,11 +188,17 @@ impl<'p> Bio<'p> {
     }
 }
 
+impl sealed::Sealed for Bio<'_> {}
+
 impl<'p> AddPage<'p> for Bio<'p> {
     fn add_page(&mut self, page: &BorrowedPage<'p>, len: usize, offset: usize) -> Result {
         // SAFETY: Owned and not submitted (type invariant); the page is valid for `'p`, which
         // the bio's pages must outlive.
         unsafe { add_page_raw(self.bio.as_ptr(), page, len, offset) }
+    }
+
+    fn raw_bio(&mut self) -> *mut bindings::bio {
+        self.bio.as_ptr()
     }
 }
 
@@ -188,12 +222,18 @@ pub(crate) struct StackBio<'b> {
     _frame: PhantomData<&'b mut ()>,
 }
 
+impl sealed::Sealed for StackBio<'_> {}
+
 impl<'p> AddPage<'p> for StackBio<'_> {
     fn add_page(&mut self, page: &BorrowedPage<'p>, len: usize, offset: usize) -> Result {
         // SAFETY: Initialised, not submitted, ours alone (type invariant). The bio is submitted
         // and waited for, or dropped, before `submit_wait_over` returns, which the page
         // outlives: the caller holds it across that call.
         unsafe { add_page_raw(self.bio, page, len, offset) }
+    }
+
+    fn raw_bio(&mut self) -> *mut bindings::bio {
+        self.bio
     }
 }
 

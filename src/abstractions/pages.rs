@@ -302,18 +302,26 @@ impl<S: PageSlots, R: Release> Batch<S, R> {
     /// The batch as `(page, offset, len)` segments, in order; the pages are borrowed from the
     /// batch, which holds them.
     pub(crate) fn segments(&self) -> impl Iterator<Item = (BorrowedPage<'_>, usize, usize)> {
+        self.raw_segments().filter_map(|(page, offset, len)| {
+            let page = NonNull::new(page)?;
+            // SAFETY: By the type invariant the page is valid until the batch is dropped,
+            // which the borrow of `self` that the returned page carries outlives.
+            let page = unsafe { BorrowedPage::from_raw(page) };
+            Some((page, offset, len))
+        })
+    }
+
+    /// [`Batch::segments`] with the pages as the pointers C takes, for the bios of
+    /// [`super::bio`]: valid while the batch lives (type invariant).
+    pub(super) fn raw_segments(
+        &self,
+    ) -> impl Iterator<Item = (*mut bindings::page, usize, usize)> + '_ {
         let pages = self.slots.slots_ref().get(..self.nr).unwrap_or(&[]);
         Iterator::zip(
             pages.iter(),
             Segments::new(self.offset0, self.len, PAGE_SIZE),
         )
-        .filter_map(|(&page, seg)| {
-            let page = NonNull::new(page)?;
-            // SAFETY: By the type invariant the page is valid until the batch is dropped,
-            // which the borrow of `self` that the returned page carries outlives.
-            let page = unsafe { BorrowedPage::from_raw(page) };
-            Some((page, seg.offset, seg.len))
-        })
+        .map(|(&page, seg)| (page, seg.offset, seg.len))
     }
 
     /// Copies the bytes at `offset` of the batch's memory into `dst`, as they are now. The
