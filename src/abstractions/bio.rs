@@ -81,11 +81,11 @@ pub(crate) trait AddPage<'p>: sealed::Sealed {
     fn add_batch<S: PageSlots, R: Release>(&mut self, batch: &'p Batch<S, R>) -> Result {
         let bio = self.raw_bio();
         batch.raw_segments().try_for_each(|(page, offset, len)| {
-            // SAFETY: `raw_bio` is a bio not submitted that only this borrow of `self` uses;
-            // the page is valid while the batch is borrowed, for `'p`, which the bio's pages
+            let (len32, offset32) = (len.try_into()?, offset.try_into()?);
+            // The page is valid while the batch is borrowed, for `'p`, which the bio's pages
             // outlive; each segment lies within its page (type invariant of `Batch`).
-            let added =
-                unsafe { bindings::bio_add_page(bio, page, len.try_into()?, offset.try_into()?) };
+            // SAFETY: `raw_bio` is a bio not submitted that only this borrow of `self` uses.
+            let added = unsafe { bindings::bio_add_page(bio, page, len32, offset32) };
             if usize::try_from(added).ok() != Some(len) {
                 return Err(EINVAL);
             }
