@@ -98,6 +98,14 @@ impl<'f> Target<'f> {
     pub(crate) fn write(&self) -> bool {
         self.write
     }
+
+    /// The same target, holding a reference to its file, for an I/O whose bios outlive `'f`.
+    fn to_owned(&self) -> Target<'static> {
+        Target {
+            dev: self.dev.to_owned(),
+            write: self.write,
+        }
+    }
 }
 
 /// Which way the data of a direct I/O moves, seen from the memory: a read from the device
@@ -238,15 +246,9 @@ pub(crate) fn run(
             if range.nr_pages() <= BIO_MAX_VECS {
                 return simple(&target, req, pos, &range);
             }
-            Prepared::from_range(req, Target::from_file(file.get(), req.write)?, pos, range)?
+            Prepared::from_range(req, target.to_owned(), pos, range)?
         }
-        Some(_) => Prepared::new(
-            req,
-            Target::from_file(file.get(), req.write)?,
-            pos,
-            buf,
-            len,
-        )?,
+        Some(_) => Prepared::new(req, target.to_owned(), pos, buf, len)?,
     };
     io.submit()?.finish()
 }

@@ -93,6 +93,21 @@ impl<'f> BlockFile<'f> {
         })
     }
 
+    /// The same, holding a reference of its own to the file (`get_file`), for what must outlive
+    /// `'f`; the device is not looked at again.
+    pub(crate) fn to_owned(&self) -> BlockFile<'static> {
+        // SAFETY: The file is valid while `self` lives (type invariant), for this call.
+        let file = ARef::from(unsafe { LocalFile::from_raw_file(self.file.as_ptr()) });
+        // INVARIANT: `_owner` holds the file, which is open on `bdev`.
+        BlockFile {
+            file: self.file,
+            bdev: self.bdev,
+            _owner: Some(file),
+            _borrow: PhantomData,
+            info: self.info,
+        }
+    }
+
     /// The device's limits and state, and the file's open modes, as they were when it was made.
     pub(crate) fn info(&self) -> &BdevInfo {
         &self.info

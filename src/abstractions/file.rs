@@ -6,7 +6,7 @@
 
 use crate::ffi::helpers;
 use core::{marker::PhantomData, ptr::NonNull};
-use kernel::{bindings, fs::LocalFile, prelude::*, sync::aref::ARef};
+use kernel::{bindings, fs::LocalFile, prelude::*};
 
 /// The file open at a descriptor, found with `fdget`: while the calling task's descriptor table
 /// is not shared, no reference is taken, as nothing else can close the descriptor before the
@@ -29,11 +29,6 @@ impl FdFile {
         // SAFETY: `file` is valid while `self` lives (type invariant), which the returned
         // borrow cannot outlive; `LocalFile` is not `Send`, as the `fdget` rules require.
         unsafe { LocalFile::from_raw_file(self.file.as_ptr()) }
-    }
-
-    /// A reference of its own to the file (`get_file`), for what must outlive the call.
-    pub(crate) fn get(&self) -> ARef<LocalFile> {
-        ARef::from(self.file())
     }
 }
 
