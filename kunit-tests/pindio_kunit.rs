@@ -24,6 +24,9 @@ mod uarg;
 #[path = "../src/dio.rs"]
 mod dio;
 #[allow(dead_code, reason = "the suites use only part of the module's code")]
+#[path = "../src/loopdev.rs"]
+mod loopdev;
+#[allow(dead_code, reason = "the suites use only part of the module's code")]
 #[path = "../src/plan.rs"]
 mod plan;
 #[allow(dead_code, reason = "the suites use only part of the module's code")]

@@ -86,3 +86,13 @@ struct block_device *pindio_file_bdev(struct file *file, unsigned int *modes, un
 	*nr_bytes = bdev_nr_bytes(bdev);
 	return bdev;
 }
+
+const struct queue_limits *pindio_bdev_limits(struct block_device *bdev)
+{
+	return bdev_limits(bdev);
+}
+
+unsigned int pindio_disk_openers(struct gendisk *disk)
+{
+	return disk_openers(disk);
+}

@@ -68,6 +68,12 @@ bool pindio_page_maybe_dma_pinned(struct page *page);
 struct block_device *pindio_file_bdev(struct file *file, unsigned int *modes, unsigned int *lbs,
 				      unsigned int *dma_alignment, loff_t *nr_bytes);
 
+/* bdev_limits(): the queue limits of a block device (a stacked device copies them). */
+const struct queue_limits *pindio_bdev_limits(struct block_device *bdev);
+
+/* disk_openers(): how many times a disk is open (removal refuses an open one). */
+unsigned int pindio_disk_openers(struct gendisk *disk);
+
 /*
  * Macros the kernel crate does not bind, as constants bindgen can read (the PINDIO_CONST_ prefix
  * is stripped): the mmap flags the KUnit suites map user memory with (kunit_vm_mmap()).
@@ -87,6 +93,11 @@ const unsigned int PINDIO_CONST_TARGET_RO = PINDIO_TARGET_RO;
 const unsigned int PINDIO_CONST_TARGET_SWAP = PINDIO_TARGET_SWAP;
 /* The most bytes one read or write moves (INT_MAX rounded down to a page). */
 const unsigned long PINDIO_CONST_MAX_RW_COUNT = MAX_RW_COUNT;
+/* The queue features a stacked device takes from its backing device. */
+const blk_features_t PINDIO_CONST_BLK_FEAT_WRITE_CACHE = BLK_FEAT_WRITE_CACHE;
+const blk_features_t PINDIO_CONST_BLK_FEAT_FUA = BLK_FEAT_FUA;
+/* Allocations on the I/O path of a block driver. */
+const gfp_t PINDIO_CONST_GFP_NOIO = GFP_NOIO;
 #endif
 
 #endif /* PINDIO_HELPERS_H */

@@ -26,6 +26,12 @@ pub(crate) enum Command {
     Dio,
     /// `PINDIO_IOC_DIO_BATCH`.
     DioBatch,
+    /// `PINDIO_IOC_LOOP_ADD`.
+    LoopAdd,
+    /// `PINDIO_IOC_LOOP_DEL`.
+    LoopDel,
+    /// `PINDIO_IOC_LOOP_INFO`.
+    LoopInfo,
 }
 
 /// Why an ioctl was refused before any work was done; each maps to one errno.
@@ -48,7 +54,8 @@ pub(crate) const ABI_VERSION: u32 = uapi::PINDIO_ABI_VERSION;
 pub(crate) const FEATURES: u64 = (uapi::PINDIO_FEAT_VERSION
     | uapi::PINDIO_FEAT_PIN
     | uapi::PINDIO_FEAT_PIN_BENCH
-    | uapi::PINDIO_FEAT_DIO) as u64;
+    | uapi::PINDIO_FEAT_DIO
+    | uapi::PINDIO_FEAT_LOOP) as u64;
 
 /// The size field of an ioctl number (`_IOC_SIZEMASK << _IOC_SIZESHIFT` in asm-generic/ioctl.h).
 const IOC_SIZE_FIELD: u32 = 0x3fff << 16;
@@ -66,6 +73,9 @@ const COMMANDS: &[(u32, Command)] = &[
     (uapi::PINDIO_IOC_PIN_BENCH, Command::PinBench),
     (uapi::PINDIO_IOC_DIO, Command::Dio),
     (uapi::PINDIO_IOC_DIO_BATCH, Command::DioBatch),
+    (uapi::PINDIO_IOC_LOOP_ADD, Command::LoopAdd),
+    (uapi::PINDIO_IOC_LOOP_DEL, Command::LoopDel),
+    (uapi::PINDIO_IOC_LOOP_INFO, Command::LoopInfo),
 ];
 
 // Each command sits at the index of its number.
@@ -187,6 +197,69 @@ pub(crate) fn check_dio_batch(
     Ok((nr, stride))
 }
 
+/// The window of a backing device a stacked device maps, in 512-byte sectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LoopWindow {
+    /// The first sector of the window on the backing device.
+    pub(crate) start_sector: u64,
+    /// The window's length, which is the stacked device's size.
+    pub(crate) nr_sectors: u64,
+    /// `PINDIO_LOOP_READ_ONLY` was asked for.
+    pub(crate) read_only: bool,
+}
+
+/// Checks a `struct pindio_loop_add` against its backing device, of `dev_bytes` bytes in logical
+/// blocks of `lbs` bytes: the window `offset..offset + sizelimit` (`sizelimit` 0: to the end)
+/// must be whole blocks, start before the end, and not go past it.
+pub(crate) fn check_loop_add(
+    flags: u32,
+    reserved: u32,
+    offset: u64,
+    sizelimit: u64,
+    lbs: u32,
+    dev_bytes: u64,
+) -> Result<LoopWindow, AbiError> {
+    let lbs = u64::from(lbs);
+    if flags & !uapi::PINDIO_LOOP_FLAGS != 0
+        || reserved != 0
+        || lbs < 512
+        || !lbs.is_power_of_two()
+        || offset & (lbs - 1) != 0
+        || sizelimit & (lbs - 1) != 0
+        || offset >= dev_bytes
+    {
+        return Err(AbiError::Invalid);
+    }
+    let len = match sizelimit {
+        0 => dev_bytes - offset,
+        n if offset.checked_add(n).is_some_and(|end| end <= dev_bytes) => n,
+        _ => return Err(AbiError::Invalid),
+    };
+    Ok(LoopWindow {
+        start_sector: offset >> 9,
+        nr_sectors: len >> 9,
+        read_only: flags & uapi::PINDIO_LOOP_READ_ONLY != 0,
+    })
+}
+
+/// Checks a `struct pindio_loop_del`: returns the index.
+pub(crate) fn check_loop_del(index: u32, flags: u32, reserved: u32) -> Result<usize, AbiError> {
+    if flags != 0 || reserved != 0 {
+        return Err(AbiError::Invalid);
+    }
+    usize::try_from(index).map_err(|_| AbiError::Invalid)
+}
+
+/// Where a request of `nr_bytes` bytes at `sector` of a stacked device lies on its backing
+/// device: `None` if any of it falls outside the window.
+pub(crate) fn map_sector(window: &LoopWindow, sector: u64, nr_bytes: u32) -> Option<u64> {
+    let end = sector.checked_add(u64::from(nr_bytes).div_ceil(512))?;
+    if end > window.nr_sectors {
+        return None;
+    }
+    window.start_sector.checked_add(sector)
+}
+
 /// Checks the `size` a caller put in an argument struct whose first published size is `size_ver0`.
 ///
 /// Returns the size as a `usize`. Bytes past the kernel's struct are checked for zero by the
@@ -283,6 +356,63 @@ mod tests {
         assert_eq!(check_dio_batch(1, ver0 - 8, 0), Err(AbiError::Invalid));
         assert_eq!(check_dio_batch(1, 8192, 0), Err(AbiError::Invalid));
         assert_eq!(check_dio_batch(1, ver0, 1), Err(AbiError::Invalid));
+    }
+
+    #[test]
+    fn loop_windows() {
+        let ro = uapi::PINDIO_LOOP_READ_ONLY;
+        let mib = 1 << 20;
+        let w = check_loop_add(0, 0, 0, 0, 512, mib).unwrap();
+        assert_eq!(
+            (w.start_sector, w.nr_sectors, w.read_only),
+            (0, 2048, false)
+        );
+        let w = check_loop_add(ro, 0, 4096, 8192, 4096, mib).unwrap();
+        assert_eq!((w.start_sector, w.nr_sectors, w.read_only), (8, 16, true));
+        // The last block: the window ends at the end; one block more goes past it.
+        assert_eq!(
+            check_loop_add(0, 0, mib - 512, 0, 512, mib)
+                .unwrap()
+                .nr_sectors,
+            1
+        );
+        assert_eq!(
+            check_loop_add(0, 0, mib - 512, 512, 512, mib)
+                .unwrap()
+                .nr_sectors,
+            1
+        );
+        let bad = Err(AbiError::Invalid);
+        assert_eq!(check_loop_add(0, 0, mib - 512, 1024, 512, mib), bad);
+        assert_eq!(check_loop_add(0, 0, mib, 0, 512, mib), bad);
+        assert_eq!(check_loop_add(0, 0, 0, mib + 512, 512, mib), bad);
+        assert_eq!(check_loop_add(0, 0, 512, u64::MAX - 511, 512, mib), bad);
+        // Whole blocks of the backing device: 4 KiB blocks refuse 512-byte steps.
+        assert_eq!(check_loop_add(0, 0, 512, 0, 4096, mib), bad);
+        assert_eq!(check_loop_add(0, 0, 0, 512, 4096, mib), bad);
+        assert_eq!(check_loop_add(0, 0, 1, 0, 512, mib), bad);
+        assert_eq!(check_loop_add(1 << 1, 0, 0, 0, 512, mib), bad);
+        assert_eq!(check_loop_add(0, 1, 0, 0, 512, mib), bad);
+        assert_eq!(check_loop_add(0, 0, 0, 0, 512, 0), bad);
+    }
+
+    #[test]
+    fn loop_deletions_and_sectors() {
+        assert_eq!(check_loop_del(3, 0, 0), Ok(3));
+        assert_eq!(check_loop_del(3, 1, 0), Err(AbiError::Invalid));
+        assert_eq!(check_loop_del(3, 0, 1), Err(AbiError::Invalid));
+        let w = LoopWindow {
+            start_sector: 100,
+            nr_sectors: 16,
+            read_only: false,
+        };
+        assert_eq!(map_sector(&w, 0, 512), Some(100));
+        assert_eq!(map_sector(&w, 15, 512), Some(115));
+        assert_eq!(map_sector(&w, 0, 16 * 512), Some(100));
+        assert_eq!(map_sector(&w, 15, 1024), None);
+        assert_eq!(map_sector(&w, 16, 0), Some(116));
+        assert_eq!(map_sector(&w, 17, 0), None);
+        assert_eq!(map_sector(&w, u64::MAX, 512), None);
     }
 
     #[test]

@@ -8,12 +8,12 @@
 #![deny(unsafe_code)]
 
 use crate::abi::{self, Command, DioRequest};
-use crate::abstractions::{block, file, pinned::PinnedVec};
+use crate::abstractions::{block, file, global::LOOP_DEVICES, pinned::PinnedVec};
 use crate::dio::{self, Prepared, Target};
 use crate::pins::{self, Pins};
 use crate::uapi::{
-    pindio_dio, pindio_dio_batch, pindio_pin, pindio_pin_bench, pindio_read_pinned, pindio_unpin,
-    pindio_version,
+    pindio_dio, pindio_dio_batch, pindio_loop_add, pindio_loop_del, pindio_loop_info, pindio_pin,
+    pindio_pin_bench, pindio_read_pinned, pindio_unpin, pindio_version, PINDIO_LOOP_READ_ONLY,
 };
 use crate::uarg::ExtArg;
 use core::mem::{offset_of, size_of};
@@ -61,6 +61,9 @@ impl MiscDevice for PindioFile {
             Command::PinBench => me.pin_bench(arg),
             Command::Dio => dio_one(arg),
             Command::DioBatch => dio_batch(arg),
+            Command::LoopAdd => loop_add(arg),
+            Command::LoopDel => loop_del(arg),
+            Command::LoopInfo => loop_info(arg),
         }
     }
 }
@@ -208,4 +211,43 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
         }
     }
     ret
+}
+
+/// `PINDIO_IOC_LOOP_ADD`: makes a stacked device on the block device the caller opened; returns
+/// its index.
+fn loop_add(arg: UserPtr) -> Result<isize> {
+    let v = ExtArg::<pindio_loop_add>::read(arg)?.val;
+    let index = file::with_fd(v.fd, |f| {
+        let dev = block::BlockFile::borrowed(f.file())?;
+        LOOP_DEVICES
+            .lock()
+            .add(&dev, v.flags, v.reserved, v.offset, v.sizelimit)
+    })?;
+    Ok(index.try_into()?)
+}
+
+/// `PINDIO_IOC_LOOP_DEL`: removes a stacked device that is not open.
+fn loop_del(arg: UserPtr) -> Result<isize> {
+    let v = ExtArg::<pindio_loop_del>::read(arg)?.val;
+    let index = abi::check_loop_del(v.index, v.flags, v.reserved)?;
+    LOOP_DEVICES.lock().remove(index)?;
+    Ok(0)
+}
+
+/// `PINDIO_IOC_LOOP_INFO`: describes a stacked device.
+fn loop_info(arg: UserPtr) -> Result<isize> {
+    let mut v = ExtArg::<pindio_loop_info>::read(arg)?;
+    let index = usize::try_from(v.val.index).map_err(|_| EINVAL)?;
+    let info = LOOP_DEVICES.lock().info(index)?;
+    v.val.flags = if info.read_only {
+        PINDIO_LOOP_READ_ONLY
+    } else {
+        0
+    };
+    v.val.dev = info.devt;
+    v.val.backing_dev = info.backing_devt;
+    v.val.offset = info.offset;
+    v.val.sizelimit = info.sizelimit;
+    v.write_back()?;
+    Ok(0)
 }

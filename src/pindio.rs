@@ -21,6 +21,7 @@ mod abstractions;
 mod abi;
 mod device;
 mod dio;
+mod loopdev;
 mod pins;
 mod plan;
 mod segments;
@@ -40,6 +41,9 @@ module! {
 struct Pindio {
     #[pin]
     _misc: MiscDeviceRegistration<device::PindioFile>,
+    /// Set up before the device that reaches them (first in `init`), dropped after it (second
+    /// here): unloading the module removes every stacked device.
+    _loops: loopdev::Registration,
 }
 
 impl InPlaceModule for Pindio {
@@ -47,6 +51,7 @@ impl InPlaceModule for Pindio {
         #[cfg(pindio_mutant)]
         pr_warn!("built with a deliberate fault (make mutants): not for use\n");
         try_pin_init!(Self {
+            _loops: loopdev::Registration::new(),
             _misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"pindio" }),
         })
     }

@@ -16,8 +16,10 @@
 //!
 //! C: `include/linux/bio.h`, `block/bio.c`.
 
+use super::blk_mq::Request;
 use super::block::BlockFile;
-use super::pages::{Batch, PageSlots, Release};
+use super::pages::{Batch, Dir, PageSlots, Release, StackSlots};
+use crate::ffi::helpers;
 use core::{
     marker::{PhantomData, PhantomPinned},
     mem::{ManuallyDrop, MaybeUninit},
@@ -60,6 +62,33 @@ impl Opf {
             opf |= 1 << bindings::req_flag_bits___REQ_FUA;
         }
         Self(opf)
+    }
+
+    /// A read or write as a stacked device forwards one: `REQ_SYNC` and `REQ_FUA` carried over.
+    pub(crate) fn forward(write: bool, sync: bool, fua: bool) -> Self {
+        let mut opf = if write {
+            bindings::req_op_REQ_OP_WRITE
+        } else {
+            bindings::req_op_REQ_OP_READ
+        };
+        if sync {
+            opf |= 1 << bindings::req_flag_bits___REQ_SYNC;
+        }
+        if write && fua {
+            opf |= 1 << bindings::req_flag_bits___REQ_FUA;
+        }
+        Self(opf)
+    }
+
+    /// An empty flush of the volatile write cache (`REQ_OP_WRITE | REQ_PREFLUSH`), as
+    /// `blkdev_issue_flush` sends it.
+    pub(crate) fn flush() -> Self {
+        Self(bindings::req_op_REQ_OP_WRITE | 1 << bindings::req_flag_bits___REQ_PREFLUSH)
+    }
+
+    /// Whether memory goes to the device (`op_is_write`).
+    fn is_write(self) -> bool {
+        self.0 & 1 != 0
     }
 }
 
@@ -170,6 +199,14 @@ impl<'p> Bio<'p> {
             bio,
             _pages: PhantomData,
         })
+    }
+
+    /// The vectors in use (`bi_vcnt`): pages that continue the last vector in memory were
+    /// merged into it.
+    #[allow(dead_code, reason = "KUnit checks the merging of large folios with it")]
+    pub(crate) fn nr_vecs(&self) -> usize {
+        // SAFETY: Owned and not submitted (type invariant): nothing changes it meanwhile.
+        usize::from(unsafe { (*self.bio.as_ptr()).bi_vcnt })
     }
 
     /// Submits the bio and waits for it to complete (`submit_bio_wait`); its error, if any.
@@ -504,5 +541,147 @@ impl<T: 'static> PinnedDrop for InFlight<T> {
         // No bio may outlive the data it uses: this runs before `data` is dropped, and before
         // the memory of the `InFlight` can be reused (it is pinned).
         self.group.done.wait_io();
+    }
+}
+
+/// A bio set of a driver's own, with a rescuer, for the bios it allocates inside `submit_bio`
+/// (a blk-mq driver's `queue_rq` may run there): the bios it submitted before are only issued
+/// once it returns, so an allocation that waits on the kernel's `fs_bio_set` for them could wait
+/// forever; the rescuer issues them.
+///
+/// # Invariants
+///
+/// `inner` was set up by `bioset_init` and is torn down on drop.
+#[pin_data(PinnedDrop)]
+pub(crate) struct BioSet {
+    #[pin]
+    inner: Opaque<bindings::bio_set>,
+}
+
+impl BioSet {
+    /// A bio set of `BIO_POOL_SIZE` reserved bios with their vectors, and a rescuer.
+    pub(crate) fn new() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            // SAFETY: `bs` is valid for writes and pinned; `bioset_init` wants it zeroed (its
+            // mempools start counting from what they find).
+            inner <- Opaque::try_ffi_init(|bs: *mut bindings::bio_set| to_result(unsafe {
+                bs.write_bytes(0, 1);
+                bindings::bioset_init(
+                    bs,
+                    bindings::BIO_POOL_SIZE,
+                    0,
+                    (bindings::BIOSET_NEED_BVECS | bindings::BIOSET_NEED_RESCUER) as i32,
+                )
+            })),
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for BioSet {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: Set up (type invariant); its bios are all freed, as their owners end before it.
+        unsafe { bindings::bioset_exit(self.inner.get()) };
+    }
+}
+
+// SAFETY: A bio set's pools take their own locks; bios are allocated from it on any CPU.
+unsafe impl Send for BioSet {}
+// SAFETY: As above.
+unsafe impl Sync for BioSet {}
+
+/// Pages listed per batch while a request is forwarded: on the stack, never allocated.
+const FORWARD_SLOTS: usize = 32;
+
+/// Forwards `rq` to `dev` at `sector` as one bio of `opf` from `set`, built from the request's
+/// own pages (listed, not pinned, not copied: they are the request's until it ends), or with no
+/// data for a flush. The bio's completion ends the request with the bio's status, in whatever
+/// context it completes.
+///
+/// One bio is enough: `bio_add_page` merges physically contiguous pages into one vector, so a
+/// request takes at most its physical segment count of vectors, at most the `max_segments` of
+/// its queue, which the caller keeps within [`BIO_MAX_VECS`]. A request that would not fit ends
+/// with `EIO`, as does one whose bio cannot be allocated.
+///
+/// Called while the current task flushes its plug (the request was dispatched from
+/// `blk_finish_plug`), it cannot submit: the bio would be plugged into the list being flushed,
+/// which the block layer does not allow. The request is requeued instead, and dispatched again
+/// from kblockd, which has no plug.
+pub(crate) fn forward(rq: Request, dev: &BlockFile<'_>, set: &BioSet, opf: Opf, sector: u64) {
+    if super::block::current_plugged() {
+        return rq.requeue();
+    }
+    let nr_vecs = usize::from(rq.nr_phys_segments()).min(BIO_MAX_VECS);
+    let Ok(nr_vecs32) = u16::try_from(nr_vecs) else {
+        return rq.end(Err(EIO));
+    };
+    // SAFETY: The device is valid while `dev` lives, and the caller keeps it open until the
+    // request ends; the bio set is set up (its type invariant).
+    let bio = unsafe {
+        bindings::bio_alloc_bioset(
+            dev.as_raw(),
+            nr_vecs32,
+            opf.0,
+            helpers::GFP_NOIO,
+            set.inner.get(),
+        )
+    };
+    if bio.is_null() {
+        return rq.end(Err(ENOMEM));
+    }
+    // SAFETY: A new bio, ours alone.
+    unsafe { (*bio).bi_iter.bi_sector = sector };
+    let dir = if opf.is_write() {
+        Dir::ToDevice
+    } else {
+        Dir::FromDevice
+    };
+    let filled = rq.for_each_bio(dir, |mut pages| {
+        while let Some(batch) = pages.next_batch(StackSlots::<FORWARD_SLOTS>::new())? {
+            for (page, offset, len) in batch.raw_segments() {
+                let (len32, offset32) = (u32::try_from(len)?, u32::try_from(offset)?);
+                // SAFETY: The bio is not submitted and ours alone; the page is the request's,
+                // valid until the request ends, which only the bio's completion does; the
+                // segment lies within the page (type invariant of `Batch`).
+                let added = unsafe { bindings::bio_add_page(bio, page, len32, offset32) };
+                if u32::try_from(added).ok() != Some(len32) {
+                    return Err(EIO);
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = filled {
+        // SAFETY: Never submitted: ours to put; it holds no page references of its own.
+        unsafe { bindings::bio_put(bio) };
+        return rq.end(Err(e));
+    }
+    // SAFETY: The bio is complete and ours; `end_request` ends the request it is given, once,
+    // after which the request's pages are no longer used.
+    unsafe {
+        (*bio).bi_end_io = Some(end_request);
+        (*bio).bi_private = rq.into_raw().as_ptr().cast();
+        bindings::submit_bio(bio);
+    }
+}
+
+/// `bi_end_io` of [`forward`]'s bios: puts the bio and ends its request with the bio's status.
+///
+/// # Safety
+///
+/// `bio` is a completed bio of [`forward`], whose `bi_private` is the request it owns.
+unsafe extern "C" fn end_request(bio: *mut bindings::bio) {
+    // SAFETY: By the function's safety requirements.
+    let (rq, status) = unsafe {
+        (
+            (*bio).bi_private.cast::<bindings::request>(),
+            (*bio).bi_status,
+        )
+    };
+    // SAFETY: Completed and ours: this drops the only reference; the request, which the bio
+    // owned, ends once, here.
+    unsafe {
+        bindings::bio_put(bio);
+        bindings::blk_mq_end_request(rq, status);
     }
 }

@@ -29,6 +29,54 @@ pub(crate) struct BdevInfo {
     pub(crate) nr_bytes: u64,
 }
 
+/// Queue limits and features of a block device, beyond those of [`BdevInfo`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QueueLimits {
+    /// Physical block size in bytes.
+    pub(crate) physical_block_size: u32,
+    /// The largest request in sectors (`max_sectors`).
+    pub(crate) max_sectors: u32,
+    /// Preferred minimum and optimal I/O sizes in bytes.
+    pub(crate) io_min: u32,
+    pub(crate) io_opt: u32,
+    /// A volatile write cache, and FUA writes.
+    pub(crate) write_cache: bool,
+    pub(crate) fua: bool,
+}
+
+/// A block device a driver keeps open for as long as it likes, through a file reference of its
+/// own: what a device stacked on it holds. Unlike a [`BlockFile`] lent by `fdget`, it may be
+/// used from any task.
+///
+/// # Invariants
+///
+/// `inner` holds a file reference of its own (`get_file`), whose position (`f_pos`, the only
+/// part of a file that `fdget_pos` rules protect) this module never uses.
+pub(crate) struct HeldBlockFile {
+    inner: BlockFile<'static>,
+}
+
+// SAFETY: The file is held by a reference of its own (type invariant) and used only for its
+// block device and page cache, whose calls may be made from any task.
+unsafe impl Send for HeldBlockFile {}
+// SAFETY: As above: `&HeldBlockFile` only reads what was fixed at its making.
+unsafe impl Sync for HeldBlockFile {}
+
+impl HeldBlockFile {
+    /// Holds the device `file` is open on, with a reference of its own to the file.
+    pub(crate) fn new(file: &BlockFile<'_>) -> Self {
+        // INVARIANT: `to_owned` takes a reference of its own.
+        Self {
+            inner: file.to_owned(),
+        }
+    }
+
+    /// The device.
+    pub(crate) fn get(&self) -> &BlockFile<'static> {
+        &self.inner
+    }
+}
+
 /// A block device, seen through a file open on it, for as long as `'f`.
 ///
 /// # Invariants
@@ -113,6 +161,29 @@ impl<'f> BlockFile<'f> {
         &self.info
     }
 
+    /// The queue limits and features of the device now (`bdev_limits`).
+    pub(crate) fn queue_limits(&self) -> QueueLimits {
+        // SAFETY: The device is valid while `self` lives (type invariant); its limits are
+        // updated as a whole under the queue's limits lock, and a torn read only yields limits
+        // the device had.
+        let lim = unsafe { &*helpers::pindio_bdev_limits(self.bdev.as_ptr()) };
+        QueueLimits {
+            physical_block_size: lim.physical_block_size,
+            max_sectors: lim.max_sectors,
+            io_min: lim.io_min,
+            io_opt: lim.io_opt,
+            write_cache: lim.features & helpers::BLK_FEAT_WRITE_CACHE != 0,
+            fua: lim.features & helpers::BLK_FEAT_FUA != 0,
+        }
+    }
+
+    /// The device number of the device (`bd_dev`).
+    pub(crate) fn devt(&self) -> u32 {
+        // SAFETY: The device is valid while `self` lives (type invariant); `bd_dev` is set when
+        // it is made and never changes.
+        unsafe { (*self.bdev.as_ptr()).bd_dev }
+    }
+
     /// The block device, for the bios of this crate's [`super::bio`].
     pub(super) fn as_raw(&self) -> *mut bindings::block_device {
         self.bdev.as_ptr()
@@ -148,6 +219,15 @@ impl<'f> BlockFile<'f> {
         // updates atomically against other writers and readers.
         unsafe { bindings::errseq_set(&raw mut (*mapping).wb_err, err.to_errno()) };
     }
+}
+
+/// Whether the current task has a plug (`current->plug`). A blk-mq driver called with one is
+/// being dispatched from the plug's flush (`blk_finish_plug`), and must not submit bios then:
+/// they would be plugged into the list being flushed.
+pub(crate) fn current_plugged() -> bool {
+    let task = kernel::task::Task::current_raw();
+    // SAFETY: The current task is valid while it runs; only it sets or clears its own plug.
+    unsafe { !(*task).plug.is_null() }
 }
 
 /// Runs `f` with the current task plugged: the bios it submits are dispatched together when the

@@ -13,6 +13,8 @@
 //!   plugging.
 //! - [`bio`]: owned bios (`bio_add_page`), submitted and waited for, or submitted into an
 //!   [`bio::InFlight`] that owns what they use and waits for them before it is dropped.
+//! - [`blk_mq`]: blk-mq disks of this module's own drivers and the requests they are handed.
+//! - [`global`]: the module's global state (the stacked devices).
 //! - [`pages`]: FOLL_PIN extraction of user memory (a range or an iovec, imported and checked as
 //!   `import_iovec` does) into batches that release their pages exactly once, and listed
 //!   batches of kernel memory.
@@ -21,8 +23,10 @@
 //!   `copy_struct_from_user`.
 
 pub(crate) mod bio;
+pub(crate) mod blk_mq;
 pub(crate) mod block;
 pub(crate) mod file;
+pub(crate) mod global;
 #[allow(
     dead_code,
     reason = "kernel sources and stack slots serve the stacked device to come; KUnit covers them"

@@ -54,6 +54,9 @@ ext_structs! {
     pindio_pin_bench = PINDIO_PIN_BENCH_SIZE_VER0 { u32, u32, u64, u64, u32, u32, u64, u64 }
     pindio_dio = PINDIO_DIO_SIZE_VER0 { u32, u32, i32, u32, u64, u64, u64, i64 }
     pindio_dio_batch = PINDIO_DIO_BATCH_SIZE_VER0 { u32, u32, u64, u32, u32 }
+    pindio_loop_add = PINDIO_LOOP_ADD_SIZE_VER0 { u32, u32, i32, u32, u64, u64 }
+    pindio_loop_del = PINDIO_LOOP_DEL_SIZE_VER0 { u32, u32, u32, u32 }
+    pindio_loop_info = PINDIO_LOOP_INFO_SIZE_VER0 { u32, u32, u32, u32, u32, u32, u64, u64 }
 }
 
 /// Copies a `usize`-byte user struct at `src` into `dst` (`copy_struct_from_user`): a shorter

@@ -44,6 +44,7 @@
 #define PINDIO_FEAT_PIN		(1ULL << 1)	/* PINDIO_IOC_PIN, _READ_PINNED, _UNPIN */
 #define PINDIO_FEAT_PIN_BENCH	(1ULL << 2)	/* PINDIO_IOC_PIN_BENCH */
 #define PINDIO_FEAT_DIO		(1ULL << 3)	/* PINDIO_IOC_DIO, PINDIO_IOC_DIO_BATCH */
+#define PINDIO_FEAT_LOOP	(1ULL << 4)	/* PINDIO_IOC_LOOP_ADD, _DEL, _INFO */
 
 /* Per open file: at most this many pin handles and pinned pages at once. */
 #define PINDIO_MAX_PIN_HANDLES	64
@@ -291,6 +292,107 @@ struct pindio_dio_batch {
 
 #define PINDIO_DIO_BATCH_SIZE_VER0	24
 
+/*
+ * Stacked block devices ("pindio loop devices")
+ * ----------------------------------------------
+ * /dev/pindio-loopN is a blk-mq disk stacked on a window of a block device the caller opened: each
+ * of its requests goes to the backing device at the same offset into the window, as one bio made
+ * of the request's own pages (listed, never pinned or copied), and completes when that bio does,
+ * with its status. Flushes and FUA writes are passed on; the disk takes the backing device's
+ * logical and physical block sizes, transfer size, DMA alignment and cache features. It keeps its
+ * own reference to the backing file until it is removed: closing the fd does not remove it, and
+ * neither does the process exiting. Unloading the module removes every device (the module cannot
+ * be unloaded while one is open).
+ */
+
+/* Devices at most at once: indices 0 to PINDIO_LOOP_MAX - 1. */
+#define PINDIO_LOOP_MAX		8
+
+/* Flags of struct pindio_loop_add (and reported by PINDIO_IOC_LOOP_INFO). */
+#define PINDIO_LOOP_READ_ONLY	(1U << 0)	/* a read-only device (also when fd is not writable or the backing device is read-only) */
+#define PINDIO_LOOP_FLAGS	PINDIO_LOOP_READ_ONLY
+
+/**
+ * struct pindio_loop_add - argument of PINDIO_IOC_LOOP_ADD: make /dev/pindio-loopN
+ * @size: in: sizeof(struct pindio_loop_add)
+ * @flags: in: PINDIO_LOOP_*
+ * @fd: in: a block device the caller opened for reading (and writing, for a writable device)
+ * @reserved: in: must be 0
+ * @offset: in: where the window starts on the backing device, in bytes
+ * @sizelimit: in: the window's length in bytes; 0 for everything from @offset to the end
+ *
+ * Returns the new device's index N (the lowest free one).
+ *
+ * Errors:
+ *   EINVAL  unknown flags; reserved not 0; offset or sizelimit not a multiple of the backing
+ *           device's logical block size; offset at or past the end of the device; offset +
+ *           sizelimit past the end or overflowing
+ *   EBADF   fd is not an open file, or not open for reading
+ *   ENOTBLK fd is not a block device
+ *   ENOSPC  PINDIO_LOOP_MAX devices exist already
+ *   ENOMEM  out of memory
+ */
+struct pindio_loop_add {
+	__u32 size;
+	__u32 flags;
+	__s32 fd;
+	__u32 reserved;
+	__u64 offset;
+	__u64 sizelimit;
+};
+
+#define PINDIO_LOOP_ADD_SIZE_VER0	32
+
+/**
+ * struct pindio_loop_del - argument of PINDIO_IOC_LOOP_DEL: remove /dev/pindio-loopN
+ * @size: in: sizeof(struct pindio_loop_del)
+ * @index: in: N
+ * @flags: in: must be 0
+ * @reserved: in: must be 0
+ *
+ * Waits for the device's requests in flight, then drops its reference to the backing file.
+ *
+ * Errors:
+ *   EINVAL  flags or reserved not 0
+ *   ENXIO   no device has that index
+ *   EBUSY   the device is open (nothing changes)
+ */
+struct pindio_loop_del {
+	__u32 size;
+	__u32 index;
+	__u32 flags;
+	__u32 reserved;
+};
+
+#define PINDIO_LOOP_DEL_SIZE_VER0	16
+
+/**
+ * struct pindio_loop_info - argument of PINDIO_IOC_LOOP_INFO: describe /dev/pindio-loopN
+ * @size: in: sizeof(struct pindio_loop_info)
+ * @index: in: N
+ * @flags: out: PINDIO_LOOP_* of the device as it is (PINDIO_LOOP_READ_ONLY if read-only)
+ * @dev: out: the device's number (major << 20 | minor, as the kernel's dev_t)
+ * @backing_dev: out: the backing device's number, in the same form
+ * @offset: out: the window's start on the backing device, in bytes
+ * @sizelimit: out: the window's length (the device's size), in bytes
+ *
+ * Errors:
+ *   ENXIO   no device has that index (a lister stops at none: indices are reused, lowest first)
+ *   EINVAL  index not below PINDIO_LOOP_MAX
+ */
+struct pindio_loop_info {
+	__u32 size;
+	__u32 index;
+	__u32 flags;
+	__u32 dev;
+	__u32 backing_dev;
+	__u32 reserved;
+	__u64 offset;
+	__u64 sizelimit;
+};
+
+#define PINDIO_LOOP_INFO_SIZE_VER0	40
+
 #define PINDIO_IOC_PIN		_IOWR(PINDIO_IOC_MAGIC, 0x01, struct pindio_pin)
 #define PINDIO_IOC_READ_PINNED	_IOW(PINDIO_IOC_MAGIC, 0x02, struct pindio_read_pinned)
 #define PINDIO_IOC_UNPIN	_IOW(PINDIO_IOC_MAGIC, 0x03, struct pindio_unpin)
@@ -298,5 +400,9 @@ struct pindio_dio_batch {
 /* Returns the bytes transferred, or fails with the errno; the struct is only read. */
 #define PINDIO_IOC_DIO		_IOW(PINDIO_IOC_MAGIC, 0x05, struct pindio_dio)
 #define PINDIO_IOC_DIO_BATCH	_IOW(PINDIO_IOC_MAGIC, 0x06, struct pindio_dio_batch)
+/* Returns the new device's index. */
+#define PINDIO_IOC_LOOP_ADD	_IOW(PINDIO_IOC_MAGIC, 0x07, struct pindio_loop_add)
+#define PINDIO_IOC_LOOP_DEL	_IOW(PINDIO_IOC_MAGIC, 0x08, struct pindio_loop_del)
+#define PINDIO_IOC_LOOP_INFO	_IOWR(PINDIO_IOC_MAGIC, 0x09, struct pindio_loop_info)
 
 #endif /* _UAPI_LINUX_PINDIO_H */
