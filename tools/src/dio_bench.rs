@@ -21,7 +21,7 @@ use std::{
 pub const QD: usize = 32;
 
 /// A small xorshift generator for random offsets (no dependency, repeatable).
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -32,26 +32,26 @@ impl Rng {
     }
 
     /// A random `block`-aligned offset of a device of `size` bytes.
-    fn offset(&mut self, size: u64, block: u64) -> u64 {
+    pub(crate) fn offset(&mut self, size: u64, block: u64) -> u64 {
         (self.next() % (size / block)) * block
     }
 }
 
 /// Consecutive 1 MiB offsets of a device of some size, wrapping at its end.
-struct Seq {
+pub(crate) struct Seq {
     pos: u64,
     end: u64,
 }
 
 impl Seq {
-    fn new(size: u64) -> Self {
+    pub(crate) fn new(size: u64) -> Self {
         Self {
             pos: 0,
             end: size & !((1 << 20) - 1),
         }
     }
 
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let p = self.pos;
         self.pos = (self.pos + (1 << 20)) % self.end;
         p
@@ -65,19 +65,30 @@ pub struct Only {
     measure: &'static str,
     /// The kernel's path instead of pindio's.
     kernel: bool,
+    /// Of `pindio bench blk` (named `blk-...`).
+    blk: bool,
 }
 
 impl Only {
     const MEASURES: [&'static str; 5] = ["qd1", "read", "write", "batch", "idle"];
 
-    /// `qd1`, `qd1-kernel`, ..., `idle`.
+    /// `qd1`, `qd1-kernel`, ..., `idle`; each but `idle` also with `blk-` in front, for
+    /// `pindio bench blk`.
     pub fn parse(s: &str) -> Result<Self, String> {
+        let (s, blk) = match s.strip_prefix("blk-") {
+            Some(rest) if rest != "idle" => (rest, true),
+            _ => (s, false),
+        };
         let (name, kernel) = match s.strip_suffix("-kernel") {
             Some(name) => (name, true),
             None => (s, false),
         };
         match Self::MEASURES.iter().find(|&&m| m == name) {
-            Some(&measure) if !(kernel && measure == "idle") => Ok(Self { measure, kernel }),
+            Some(&measure) if !(kernel && measure == "idle") => Ok(Self {
+                measure,
+                kernel,
+                blk,
+            }),
             _ => Err(format!(
                 "not one of qd1, read, write, batch (each also with -kernel), idle: {s}"
             )),
@@ -87,7 +98,7 @@ impl Only {
 
 /// What one timed run did: the operations (I/O requests) it counted and the wall time they took.
 #[derive(Clone, Copy, Debug)]
-struct Run {
+pub(crate) struct Run {
     ops: u64,
     secs: f64,
 }
@@ -99,7 +110,7 @@ impl Run {
 }
 
 /// Runs `op` (which does `n` operations, I/O requests, per call) for `secs`.
-fn rate(secs: f64, n: u64, mut op: impl FnMut() -> Result<()>) -> Result<Run> {
+pub(crate) fn rate(secs: f64, n: u64, mut op: impl FnMut() -> Result<()>) -> Result<Run> {
     let limit = Duration::from_secs_f64(secs);
     let start = Instant::now();
     let mut ops = 0u64;
@@ -114,7 +125,7 @@ fn rate(secs: f64, n: u64, mut op: impl FnMut() -> Result<()>) -> Result<Run> {
 }
 
 /// The rates of both paths over some rounds.
-struct Compared {
+pub(crate) struct Compared {
     /// The best round of each path.
     best: (f64, f64),
     /// The median over the rounds of ours / theirs.
@@ -125,7 +136,7 @@ struct Compared {
 /// of them, runs that one once and prints what it counted, for `scripts/tbprof/report`
 /// ("<case>: <ops> ops in <secs> s, <rate> ops/s"); `None` then, and when `only` selects
 /// another measurement.
-fn measure(
+pub(crate) fn measure(
     measure: &str,
     rounds: u32,
     only: Option<Only>,
@@ -141,8 +152,9 @@ fn measure(
         } else {
             (ours()?, "")
         };
+        let bench = if only.blk { "blk-" } else { "" };
         println!(
-            "{measure}{side}: {} ops in {:.6} s, {:.0} ops/s",
+            "{bench}{measure}{side}: {} ops in {:.6} s, {:.0} ops/s",
             run.ops,
             run.secs,
             run.rate()
@@ -178,7 +190,7 @@ fn compare(
 }
 
 /// One line of results: what, our best rate, theirs, the ratio of the two, the median ratio.
-fn report(what: &str, unit: &str, scale: f64, c: Compared, kernel: &str) {
+pub(crate) fn report(what: &str, unit: &str, scale: f64, c: Compared, kernel: &str) {
     let (ours, theirs) = c.best;
     println!(
         "{what:<34} {:>12.0} {:>12.0} {unit:<6} {:>7.3} {:>7.3}   (kernel path: {kernel})",
@@ -342,21 +354,32 @@ mod tests {
             Only::parse("qd1"),
             Ok(Only {
                 measure: "qd1",
-                kernel: false
+                kernel: false,
+                blk: false
             })
         );
         assert_eq!(
             Only::parse("batch-kernel"),
             Ok(Only {
                 measure: "batch",
-                kernel: true
+                kernel: true,
+                blk: false
+            })
+        );
+        assert_eq!(
+            Only::parse("blk-read-kernel"),
+            Ok(Only {
+                measure: "read",
+                kernel: true,
+                blk: true
             })
         );
         assert_eq!(
             Only::parse("idle"),
             Ok(Only {
                 measure: "idle",
-                kernel: false
+                kernel: false,
+                blk: false
             })
         );
         for bad in [
@@ -366,6 +389,9 @@ mod tests {
             "-kernel",
             "read-kernel-kernel",
             "QD1",
+            "blk-idle",
+            "blk-",
+            "blk-blk-qd1",
         ] {
             assert!(Only::parse(bad).is_err(), "{bad}");
         }

@@ -43,6 +43,7 @@ mod segments;
 #[path = "../../src/plan.rs"]
 mod plan;
 
+pub mod blk_bench;
 pub mod dio_bench;
 pub mod ktap;
 
@@ -71,6 +72,10 @@ pub const FEATURE_NAMES: &[(u64, &str)] = &[
     (
         uapi::PINDIO_FEAT_DIO as u64,
         "direct I/O to block devices (PINDIO_IOC_DIO, PINDIO_IOC_DIO_BATCH)",
+    ),
+    (
+        uapi::PINDIO_FEAT_LOOP as u64,
+        "stacked block devices (PINDIO_IOC_LOOP_ADD, _DEL, _INFO)",
     ),
 ];
 
@@ -105,7 +110,10 @@ ext_structs!(
     pindio_unpin,
     pindio_pin_bench,
     pindio_dio,
-    pindio_dio_batch
+    pindio_dio_batch,
+    pindio_loop_add,
+    pindio_loop_del,
+    pindio_loop_info
 );
 
 /// Where the memory of a direct I/O is: one buffer or an iovec array.
@@ -358,6 +366,42 @@ impl Device {
         self.ioctl(uapi::PINDIO_IOC_DIO_BATCH, &mut batch).map(drop)
     }
 
+    /// `PINDIO_IOC_LOOP_ADD` on the block device open at `fd`: returns the new device's index.
+    pub fn loop_add(&self, fd: i32, offset: u64, sizelimit: u64, flags: u32) -> io::Result<u32> {
+        let mut add = uapi::pindio_loop_add::sized();
+        (add.fd, add.offset, add.sizelimit, add.flags) = (fd, offset, sizelimit, flags);
+        self.ioctl(uapi::PINDIO_IOC_LOOP_ADD, &mut add)
+            .map(|i| i as u32)
+    }
+
+    /// `PINDIO_IOC_LOOP_DEL`.
+    pub fn loop_del(&self, index: u32) -> io::Result<()> {
+        let mut del = uapi::pindio_loop_del::sized();
+        del.index = index;
+        self.ioctl(uapi::PINDIO_IOC_LOOP_DEL, &mut del).map(drop)
+    }
+
+    /// `PINDIO_IOC_LOOP_INFO`.
+    pub fn loop_info(&self, index: u32) -> io::Result<uapi::pindio_loop_info> {
+        let mut info = uapi::pindio_loop_info::sized();
+        info.index = index;
+        self.ioctl(uapi::PINDIO_IOC_LOOP_INFO, &mut info)?;
+        Ok(info)
+    }
+
+    /// Every stacked device, by index.
+    pub fn loops(&self) -> io::Result<Vec<uapi::pindio_loop_info>> {
+        let mut all = Vec::new();
+        for i in 0..uapi::PINDIO_LOOP_MAX {
+            match self.loop_info(i) {
+                Ok(info) => all.push(info),
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(all)
+    }
+
     /// Issues `cmd` with `arg` as its argument struct.
     pub fn ioctl<T: ExtStruct>(&self, cmd: u32, arg: &mut T) -> io::Result<i32> {
         // SAFETY: `arg` is a live, exclusively borrowed uapi struct; its `size` member bounds what
@@ -519,6 +563,16 @@ pub fn feature_words(features: u64) -> Vec<String> {
             },
         )
         .collect()
+}
+
+/// The node of stacked device `index`.
+pub fn loop_path(index: u32) -> String {
+    format!("/dev/pindio-loop{index}")
+}
+
+/// A kernel device number (`major << 20 | minor`) as `major:minor`.
+pub fn devt_name(devt: u32) -> String {
+    format!("{}:{}", devt >> 20, devt & 0xfffff)
 }
 
 #[cfg(test)]

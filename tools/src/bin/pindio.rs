@@ -47,9 +47,37 @@ enum Command {
     Read(DioArgs),
     /// Write a pattern through pindio, read it back through pindio and pread(O_DIRECT), compare.
     Verify(DioArgs),
+    /// Stacked block devices (/dev/pindio-loopN), in the manner of losetup.
+    #[command(subcommand)]
+    Loop(Loop),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Loop {
+    /// Make /dev/pindio-loopN on a block device; prints its path.
+    Add {
+        /// The backing block device (opened by this tool, read-write unless --read-only).
+        dev: String,
+        /// Where the device starts on the backing device (suffixes K, M, G).
+        #[arg(long, default_value = "0", value_parser = parse_size)]
+        offset: u64,
+        /// The device's size; 0 for everything after --offset.
+        #[arg(long, default_value = "0", value_parser = parse_size)]
+        sizelimit: u64,
+        /// A read-only device.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// List the stacked devices.
+    List,
+    /// Remove /dev/pindio-loopN (refused while it is open).
+    Del {
+        /// N.
+        index: u32,
+    },
 }
 
 /// Where and how a direct I/O goes.
@@ -84,6 +112,22 @@ struct DioArgs {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// pindio's stacked device against the kernel's loop driver with direct I/O on, both on the
+    /// same backing block device, in the same boot.
+    Blk {
+        /// The backing block device (null_blk with memory_backed=0 measures the paths alone).
+        dev: String,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+        /// Rounds per measurement, alternating the two devices; the best is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Run one device alone for `--secs` and print its rate (for `make profile`): qd1,
+        /// read, write or batch (pindio's device), the same with `-kernel` (the loop driver's).
+        #[arg(long, value_parser = dio_bench::Only::parse)]
+        only: Option<dio_bench::Only>,
+    },
     /// Time pinning + releasing a buffer: PINDIO_IOC_PIN_BENCH next to gup_test's
     /// PIN_FAST_BENCHMARK on the same buffer, in the same boot.
     Pin {
@@ -462,6 +506,49 @@ fn bench_pin(
     Ok(())
 }
 
+fn loop_cmd(dev: &Device, cmd: Loop) -> Result<()> {
+    match cmd {
+        Loop::Add {
+            dev: path,
+            offset,
+            sizelimit,
+            read_only,
+        } => {
+            let backing = open_blockdev(&path, !read_only, false)?;
+            let flags = if read_only {
+                uapi::PINDIO_LOOP_READ_ONLY
+            } else {
+                0
+            };
+            let index = dev
+                .loop_add(backing.as_raw_fd(), offset, sizelimit, flags)
+                .with_context(|| format!("PINDIO_IOC_LOOP_ADD on {path}"))?;
+            println!("{}", pindio::loop_path(index));
+        }
+        Loop::List => {
+            println!(
+                "{:<18} {:>8} {:>8} {:>12} {:>12} {:>3}",
+                "NAME", "DEV", "BACKING", "OFFSET", "SIZE", "RO"
+            );
+            for l in dev.loops().context("PINDIO_IOC_LOOP_INFO")? {
+                println!(
+                    "{:<18} {:>8} {:>8} {:>12} {:>12} {:>3}",
+                    pindio::loop_path(l.index),
+                    pindio::devt_name(l.dev),
+                    pindio::devt_name(l.backing_dev),
+                    l.offset,
+                    l.sizelimit,
+                    u32::from(l.flags & uapi::PINDIO_LOOP_READ_ONLY != 0)
+                );
+            }
+        }
+        Loop::Del { index } => dev
+            .loop_del(index)
+            .with_context(|| format!("PINDIO_IOC_LOOP_DEL {index}"))?,
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let dev = Device::open_at(&cli.device).with_context(|| format!("open {}", cli.device))?;
@@ -476,12 +563,19 @@ fn main() -> Result<()> {
         Command::Write(a) => dio_write(&dev, &a),
         Command::Read(a) => dio_read(&dev, &a),
         Command::Verify(a) => dio_verify(&dev, &a),
+        Command::Loop(cmd) => loop_cmd(&dev, cmd),
         Command::Bench(Bench::Dio {
             dev: path,
             secs,
             rounds,
             only,
         }) => dio_bench::run(&dev, &path, secs, rounds, only),
+        Command::Bench(Bench::Blk {
+            dev: path,
+            secs,
+            rounds,
+            only,
+        }) => pindio::blk_bench::run(&dev, &path, secs, rounds, only),
         Command::Bench(Bench::Pin {
             mib,
             pages_per_call,
