@@ -30,12 +30,12 @@ const VDB: &str = "/dev/vdb";
 /// virtio-blk throttled to 5 I/Os a second.
 const SLOW: &str = "/dev/vdc";
 
-fn open(path: &str, write: bool, direct: bool) -> Result<File> {
+pub(super) fn open(path: &str, write: bool, direct: bool) -> Result<File> {
     pindio::open_blockdev(path, write, direct)
 }
 
 /// The size of a block device in bytes (BLKGETSIZE64).
-fn dev_size(f: &File) -> Result<u64> {
+pub(super) fn dev_size(f: &File) -> Result<u64> {
     let mut size = 0u64;
     // BLKGETSIZE64 = _IOR(0x12, 114, size_t)
     let cmd = (2 << 30) | (8 << 16) | (0x12 << 8) | 114;
@@ -53,7 +53,7 @@ fn dio(dev: &Device, f: &File, write: bool, off: u64, mem: DioMem<'_>) -> io::Re
 }
 
 /// `len` bytes at `off` of `path`, read with O_DIRECT (pread) into aligned memory.
-fn pread_direct(path: &str, off: u64, len: usize) -> Result<Vec<u8>> {
+pub(super) fn pread_direct(path: &str, off: u64, len: usize) -> Result<Vec<u8>> {
     let f = open(path, false, true)?;
     let mut m = Buf::with_flags(len.next_multiple_of(PAGE), 0)?;
     f.read_exact_at(&mut m.bytes()[..len], off)
@@ -62,7 +62,7 @@ fn pread_direct(path: &str, off: u64, len: usize) -> Result<Vec<u8>> {
 }
 
 /// `data` written at `off` of `path` with O_DIRECT (pwrite) from aligned memory.
-fn pwrite_direct(path: &str, off: u64, data: &[u8]) -> Result<()> {
+pub(super) fn pwrite_direct(path: &str, off: u64, data: &[u8]) -> Result<()> {
     let f = open(path, true, true)?;
     let mut m = Buf::with_flags(data.len().next_multiple_of(PAGE), 0)?;
     m.bytes()[..data.len()].copy_from_slice(data);
@@ -71,7 +71,7 @@ fn pwrite_direct(path: &str, off: u64, data: &[u8]) -> Result<()> {
 }
 
 /// `len` bytes at `off` of `path` through the page cache.
-fn pread_buffered(path: &str, off: u64, len: usize) -> Result<Vec<u8>> {
+pub(super) fn pread_buffered(path: &str, off: u64, len: usize) -> Result<Vec<u8>> {
     let f = open(path, false, false)?;
     let mut buf = vec![0u8; len];
     f.read_exact_at(&mut buf, off).context("buffered pread")?;

@@ -13,6 +13,7 @@ use std::{io, mem::size_of, os::unix::fs::FileTypeExt, os::unix::fs::Permissions
 
 mod dio_tests;
 mod fuzz;
+mod loop_tests;
 mod pin_tests;
 mod review_tests;
 mod stress_tests;
@@ -249,6 +250,42 @@ const CASES: &[Case] = &[
         run: dio_tests::batch_mixed_with_one_bad,
     },
     Case {
+        name: "loop_data_at_mapped_offset",
+        run: loop_tests::data_at_mapped_offset,
+    },
+    Case {
+        name: "loop_forwarding_pins_nothing",
+        run: loop_tests::forwarding_pins_nothing,
+    },
+    Case {
+        name: "loop_filesystem",
+        run: loop_tests::filesystem,
+    },
+    Case {
+        name: "loop_flush_and_fua_reach_backing",
+        run: loop_tests::flush_and_fua_reach_backing,
+    },
+    Case {
+        name: "loop_backing_errors_eio",
+        run: loop_tests::backing_errors_eio,
+    },
+    Case {
+        name: "loop_large_logical_blocks",
+        run: loop_tests::large_logical_blocks,
+    },
+    Case {
+        name: "loop_read_only",
+        run: loop_tests::read_only,
+    },
+    Case {
+        name: "loop_removal_while_open_and_busy",
+        run: loop_tests::removal_while_open_and_busy,
+    },
+    Case {
+        name: "loop_bad_arguments",
+        run: loop_tests::bad_arguments,
+    },
+    Case {
         name: "dio_pins_every_page",
         run: review_tests::dio_pins_every_page,
     },
@@ -303,6 +340,11 @@ const CASES: &[Case] = &[
     Case {
         name: "fuzz_short",
         run: fuzz_short,
+    },
+    // Last: the rmmod after the suite must remove the device it leaves.
+    Case {
+        name: "loop_left_for_module_unload",
+        run: loop_tests::left_for_module_unload,
     },
     Case {
         name: "device_node_mode_0600",
