@@ -34,7 +34,7 @@ mod tests {
     use crate::abstractions::{
         bio::{AddPage, Bio, InFlight, Opf},
         block::BlockFile,
-        pages::{borrow_page, UserRange},
+        pages::{borrow_page, HeapSlots, KernelPages, UserRange},
         pinned::PinnedVec,
     };
     use crate::dio::{self, Prepared, Target};
@@ -351,6 +351,46 @@ mod tests {
         // SAFETY: `got` has room for a page; the read completed, nothing writes the page.
         unsafe { page.read_raw(got.as_mut_ptr(), 0, PAGE_SIZE)? };
         assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_huge_folio_is_one_vector() -> Result {
+        // 2 MiB of kmalloc: a large kmalloc is one compound page (a folio of order 9), so its
+        // 512 pages continue each other in memory and `bio_add_page` merges them into one
+        // vector, as it does for a THP or hugetlb page of user memory.
+        const LEN: usize = 2 << 20;
+        let dev = BlockFile::owned(open_bdev(super::NULLB0.load(Relaxed))?)?;
+        let mut buf = KVec::with_capacity(LEN, GFP_KERNEL)?;
+        for i in 0..LEN {
+            buf.push(pattern(i), GFP_KERNEL)?;
+        }
+        let pos: u64 = 192 << 20;
+        {
+            let mut pages = KernelPages::from_slices(&[&buf[..]])?;
+            let batch = pages
+                .next_batch(HeapSlots::new(LEN / PAGE_SIZE)?)?
+                .ok_or(EINVAL)?;
+            assert_eq!(batch.nr_pages(), LEN / PAGE_SIZE);
+            let mut bio = Bio::alloc(&dev, 256, Opf::sync_write(false), pos >> 9)?;
+            bio.add_batch(&batch)?;
+            assert_eq!(bio.nr_vecs(), 1);
+            bio.submit_wait()?;
+        }
+        // Read back into another one, the same way.
+        let mut back = KVec::from_elem(0u8, LEN, GFP_KERNEL)?;
+        {
+            let mut dst = [&mut back[..]];
+            let mut pages = KernelPages::from_slices_mut(&mut dst)?;
+            let batch = pages
+                .next_batch(HeapSlots::new(LEN / PAGE_SIZE)?)?
+                .ok_or(EINVAL)?;
+            let mut bio = Bio::alloc(&dev, 256, Opf::sync_read(), pos >> 9)?;
+            bio.add_batch(&batch)?;
+            assert_eq!(bio.nr_vecs(), 1);
+            bio.submit_wait()?;
+        }
+        assert!(back.iter().enumerate().all(|(i, &b)| b == pattern(i)));
         Ok(())
     }
 
