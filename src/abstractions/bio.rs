@@ -665,7 +665,8 @@ pub(crate) fn forward(rq: Request, dev: &BlockFile<'_>, set: &BioSet, opf: Opf, 
     }
 }
 
-/// `bi_end_io` of [`forward`]'s bios: puts the bio and ends its request with the bio's status.
+/// `bi_end_io` of [`forward`]'s bios: puts the bio and ends its request with the bio's status
+/// ([`super::blk_mq::end_from_completion`]).
 ///
 /// # Safety
 ///
@@ -682,6 +683,6 @@ unsafe extern "C" fn end_request(bio: *mut bindings::bio) {
     // owned, ends once, here.
     unsafe {
         bindings::bio_put(bio);
-        bindings::blk_mq_end_request(rq, status);
+        super::blk_mq::end_from_completion(rq, status);
     }
 }

@@ -71,6 +71,20 @@ impl<T: Operations> OperationsVTable<T> {
         bindings::BLK_STS_OK as bindings::blk_status_t
     }
 
+    /// # Safety
+    ///
+    /// Called by blk-mq for a request of a queue made by [`GenDisk::new`] that
+    /// [`end_from_completion`] completed with `blk_mq_complete_request`, its status in the
+    /// request's data.
+    unsafe extern "C" fn complete_callback(rq: *mut bindings::request) {
+        // SAFETY: By the function's safety requirements: the request's data holds its status,
+        // and the request is ended once, here.
+        unsafe {
+            let status = *bindings::blk_mq_rq_to_pdu(rq).cast::<bindings::blk_status_t>();
+            bindings::blk_mq_end_request(rq, status);
+        }
+    }
+
     const VTABLE: bindings::blk_mq_ops = bindings::blk_mq_ops {
         queue_rq: Some(Self::queue_rq_callback),
         queue_rqs: None,
@@ -81,7 +95,7 @@ impl<T: Operations> OperationsVTable<T> {
         get_rq_budget_token: None,
         timeout: None,
         poll: None,
-        complete: None,
+        complete: Some(Self::complete_callback),
         init_hctx: None,
         exit_hctx: None,
         init_request: None,
@@ -99,7 +113,8 @@ impl<T: Operations> OperationsVTable<T> {
 }
 
 /// A blk-mq tag set for the disks of driver `T`: `nr_hw_queues` hardware queues of `depth` tags,
-/// whose `queue_rq` may sleep (`BLK_MQ_F_BLOCKING`), no per-request data.
+/// whose `queue_rq` may sleep (`BLK_MQ_F_BLOCKING`); each request's data is the status it ends
+/// with when it is completed through `blk_mq_complete_request` (see [`end_from_completion`]).
 ///
 /// # Invariants
 ///
@@ -123,6 +138,8 @@ impl<T: Operations> TagSet<T> {
                     numa_node: bindings::NUMA_NO_NODE,
                     flags: bindings::BLK_MQ_F_BLOCKING,
                     nr_maps: 1,
+                    // The status of a request completed through `blk_mq_complete_request`.
+                    cmd_size: core::mem::size_of::<bindings::blk_status_t>() as u32,
                     ..pin_init::zeroed()
                 };
                 // SAFETY: `set` is valid for writes and pinned; `blk_mq_alloc_tag_set` sets up the
@@ -479,6 +496,32 @@ impl Request {
             bio = unsafe { b.as_ref().bi_next };
         }
         Ok(())
+    }
+}
+
+/// Ends `rq` with `status` from the completion of another device's I/O, in whatever context
+/// that runs. A request of a flush sequence (`RQF_FLUSH_SEQ`) is completed through
+/// `blk_mq_complete_request` instead, and ended from the block softirq: ending it takes its
+/// queue's flush lock, and the completion may run under the other device's flush lock (of the
+/// same lock class), as null_blk completes a flush inline.
+///
+/// # Safety
+///
+/// `rq` is a started request of a disk of this module, not ended, owned by the caller, which
+/// gives it up.
+pub(super) unsafe fn end_from_completion(
+    rq: *mut bindings::request,
+    status: bindings::blk_status_t,
+) {
+    // SAFETY: By the function's safety requirements the request is valid and ours; its data
+    // has room for the status (`TagSet::new`), which `complete_callback` ends it with.
+    unsafe {
+        if (*rq).rq_flags & (1 << bindings::rqf_flags___RQF_FLUSH_SEQ) != 0 {
+            *bindings::blk_mq_rq_to_pdu(rq).cast::<bindings::blk_status_t>() = status;
+            bindings::blk_mq_complete_request(rq);
+        } else {
+            bindings::blk_mq_end_request(rq, status);
+        }
     }
 }
 
