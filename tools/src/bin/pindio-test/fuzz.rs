@@ -179,6 +179,17 @@ enum Op {
     Reopen {
         dev: usize,
     },
+    /// `PINDIO_IOC_LOOP_ADD` on the fuzz device (or another fd) at a window of it.
+    LoopAdd {
+        fd: Fd,
+        offset: u64,
+        sizelimit: u64,
+        flags: u32,
+    },
+    /// `PINDIO_IOC_LOOP_INFO`, then `PINDIO_IOC_LOOP_DEL`, of an index.
+    LoopDel {
+        index: u32,
+    },
     Unknown {
         cmd: u32,
     },
@@ -376,8 +387,39 @@ fn gen_op(r: &mut Rng) -> Op {
             per_call: r.pick(&[0, 1, 7, 512]),
         },
         92..=94 => Op::Reopen { dev },
+        95..=96 => Op::LoopAdd {
+            fd: if r.chance(70) {
+                r.pick(&[Fd::Rw, Fd::Ro])
+            } else {
+                r.pick(&[
+                    Fd::Wo,
+                    Fd::Regular,
+                    Fd::Pipe,
+                    Fd::Pindio,
+                    Fd::Closed,
+                    Fd::Minus1,
+                ])
+            },
+            offset: r.pick(&[0, 1, 512, 4096, DEV_BYTES - 512, DEV_BYTES, DEV_BYTES + 512]),
+            sizelimit: r.pick(&[
+                0,
+                0,
+                511,
+                512,
+                1 << 20,
+                DEV_BYTES,
+                DEV_BYTES + 512,
+                u64::MAX,
+            ]),
+            flags: r.pick(&[0, 0, uapi::PINDIO_LOOP_READ_ONLY, 1 << 7]),
+        },
+        97 => Op::LoopDel {
+            index: r.pick(&[0, 1, 2, 7, uapi::PINDIO_LOOP_MAX, u32::MAX]),
+        },
+        // Numbers past the last command.
         _ => Op::Unknown {
-            cmd: (uapi::PINDIO_IOC_VERSION & !0xff) | (7 + r.below(10) as u32),
+            cmd: (uapi::PINDIO_IOC_VERSION & !0xff)
+                | ((uapi::PINDIO_IOC_LOOP_INFO & 0xff) + 1 + r.below(10) as u32),
         },
     }
 }
@@ -388,6 +430,8 @@ const PIN_ERRS: &[i32] = &[libc::EMFILE, libc::ENOSPC, libc::ENOMEM];
 const READ_PINNED_ERRS: &[i32] = &[libc::ENOENT];
 const UNPIN_ERRS: &[i32] = &[libc::ENOENT];
 const BENCH_ERRS: &[i32] = &[libc::ENOMEM];
+const LOOP_ADD_ERRS: &[i32] = &[libc::EBADF, libc::ENOTBLK, libc::ENOSPC, libc::ENOMEM];
+const LOOP_DEL_ERRS: &[i32] = &[libc::ENXIO, libc::EBUSY];
 const DIO_ERRS: &[i32] = &[
     libc::EBADF,
     libc::ENOTBLK,
@@ -424,6 +468,19 @@ struct World {
     shadow: Vec<u8>,
     files: Files,
     kmsg: KernelLog,
+    /// The stacked devices this run made, by index, with their window: what the model expects
+    /// `PINDIO_IOC_LOOP_INFO` to say. Removed when the world goes.
+    loops: [Option<(u64, u64)>; uapi::PINDIO_LOOP_MAX as usize],
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for (i, l) in self.loops.iter().enumerate() {
+            if l.is_some() {
+                let _ = self.devs[0].loop_del(i as u32);
+            }
+        }
+    }
 }
 
 /// The files a DIO can name.
@@ -507,6 +564,7 @@ impl World {
             shadow: vec![0u8; DEV_BYTES as usize],
             files,
             kmsg: KernelLog::open()?,
+            loops: [None; uapi::PINDIO_LOOP_MAX as usize],
         })
     }
 
@@ -987,6 +1045,79 @@ fn step(w: &mut World, op: &Op) -> Result<()> {
                     results.push((spec, ranges, result));
                 }
                 w.after_batch(&results, &before)?;
+            }
+        }
+        Op::LoopAdd {
+            fd,
+            offset,
+            sizelimit,
+            flags,
+        } => {
+            let dev_fd = w.files.raw(*fd);
+            let res = w.devs[0].loop_add(dev_fd, *offset, *sizelimit, *flags);
+            let res = res.map(|i| i as i32);
+            // The model, in the order the module checks: the fd, the window, the room.
+            let bad_window = flags & !uapi::PINDIO_LOOP_FLAGS != 0
+                || offset % 512 != 0
+                || sizelimit % 512 != 0
+                || *offset >= DEV_BYTES
+                || (*sizelimit != 0
+                    && offset.checked_add(*sizelimit).is_none_or(|e| e > DEV_BYTES));
+            let free = w.loops.iter().position(Option::is_none);
+            let expect = match fd {
+                Fd::Closed | Fd::Minus1 | Fd::Wo => Expect::Fail(&[libc::EBADF]),
+                Fd::Regular | Fd::Pipe | Fd::Pindio => Expect::Fail(&[libc::ENOTBLK]),
+                Fd::Rw | Fd::Ro if bad_window => Expect::Fail(&[libc::EINVAL]),
+                Fd::Rw | Fd::Ro if free.is_none() => Expect::Fail(&[libc::ENOSPC]),
+                Fd::Rw | Fd::Ro => Expect::Ok,
+            };
+            check("LOOP_ADD", &res, &expect, LOOP_ADD_ERRS)?;
+            if let Ok(index) = res {
+                ensure!(
+                    Some(index as usize) == free,
+                    "LOOP_ADD: index {index}, the lowest free is {free:?}"
+                );
+                let len = if *sizelimit == 0 {
+                    DEV_BYTES - offset
+                } else {
+                    *sizelimit
+                };
+                w.loops[index as usize] = Some((*offset, len));
+            }
+        }
+        Op::LoopDel { index } => {
+            let known = w.loops.get(*index as usize).copied().flatten();
+            let info = w.devs[1].loop_info(*index);
+            match (known, &info) {
+                (Some((offset, len)), Ok(i)) => ensure!(
+                    (i.offset, i.sizelimit) == (offset, len),
+                    "LOOP_INFO {index}: {}+{}, made as {offset}+{len}",
+                    i.offset,
+                    i.sizelimit
+                ),
+                (None, Err(e)) if *index >= uapi::PINDIO_LOOP_MAX => {
+                    ensure!(
+                        e.raw_os_error() == Some(libc::EINVAL),
+                        "LOOP_INFO {index}: {e}"
+                    )
+                }
+                (None, Err(e)) => {
+                    ensure!(
+                        e.raw_os_error() == Some(libc::ENXIO),
+                        "LOOP_INFO {index}: {e}"
+                    )
+                }
+                (k, i) => bail!("LOOP_INFO {index}: {i:?}, the model says {k:?}"),
+            }
+            let res = w.devs[1].loop_del(*index).map(|()| 0);
+            let expect = if known.is_some() {
+                Expect::Ok
+            } else {
+                Expect::Fail(&[libc::ENXIO])
+            };
+            check("LOOP_DEL", &res, &expect, LOOP_DEL_ERRS)?;
+            if let Some(l) = w.loops.get_mut(*index as usize) {
+                *l = None;
             }
         }
         Op::Reopen { dev } => {
