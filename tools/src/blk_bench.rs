@@ -149,7 +149,7 @@ pub fn run(dev: &Device, backing: &str, secs: f64, rounds: u32, only: Option<Onl
             || qd1(&theirs, &mut r2, &mut b2[..4096]),
         )? {
             report(
-                "4 KiB random read, QD1",
+                "stacked: 4 KiB rand read, QD1",
                 "IOPS",
                 1.0,
                 c,
@@ -169,9 +169,9 @@ pub fn run(dev: &Device, backing: &str, secs: f64, rounds: u32, only: Option<Onl
                 })
             };
             let (name, what, how) = if write {
-                ("write", "1 MiB sequential write", "loop, pwrite O_DIRECT")
+                ("write", "stacked: 1 MiB seq write", "loop, pwrite O_DIRECT")
             } else {
-                ("read", "1 MiB sequential read", "loop, pread O_DIRECT")
+                ("read", "stacked: 1 MiB seq read", "loop, pread O_DIRECT")
             };
             if let Some(c) = measure(
                 name,
@@ -191,7 +191,7 @@ pub fn run(dev: &Device, backing: &str, secs: f64, rounds: u32, only: Option<Onl
             || rate(secs, QD as u64, || theirs.uring_batch(addr2, size, &mut r2)),
         )? {
             report(
-                "4 KiB random read, io_uring QD32",
+                "stacked: 4 KiB rand read, QD32",
                 "IOPS",
                 1.0,
                 c,
