@@ -23,11 +23,6 @@ pub(crate) const MAX_DEVICES: usize = uapi::PINDIO_LOOP_MAX as usize;
 /// Requests in flight per device at most (the loop driver's default queue depth).
 const QUEUE_DEPTH: u32 = 128;
 
-/// Segments of one request at most: each request becomes one bio of at most this many vectors
-/// (see [`bio::forward`]), within `BIO_MAX_VECS`.
-const MAX_SEGMENTS: u16 = 128;
-const _: () = assert!(MAX_SEGMENTS as usize <= bio::BIO_MAX_VECS);
-
 /// What the requests of one stacked device are forwarded with.
 #[pin_data]
 pub(crate) struct Backing {
@@ -130,7 +125,7 @@ impl Devices {
             logical_block_size: info.logical_block_size,
             physical_block_size: q.physical_block_size.max(info.logical_block_size),
             max_hw_sectors: q.max_sectors,
-            max_segments: MAX_SEGMENTS,
+            max_segments: 0,
             dma_alignment: info.dma_alignment,
             io_min: q.io_min,
             io_opt: q.io_opt,

@@ -18,7 +18,7 @@
 
 use super::blk_mq::Request;
 use super::block::BlockFile;
-use super::pages::{Batch, Dir, PageSlots, Release, StackSlots};
+use super::pages::{Batch, PageSlots, Release};
 use crate::ffi::helpers;
 use core::{
     marker::{PhantomData, PhantomPinned},
@@ -84,11 +84,6 @@ impl Opf {
     /// `blkdev_issue_flush` sends it.
     pub(crate) fn flush() -> Self {
         Self(bindings::req_op_REQ_OP_WRITE | 1 << bindings::req_flag_bits___REQ_PREFLUSH)
-    }
-
-    /// Whether memory goes to the device (`op_is_write`).
-    fn is_write(self) -> bool {
-        self.0 & 1 != 0
     }
 }
 
@@ -590,78 +585,88 @@ unsafe impl Send for BioSet {}
 // SAFETY: As above.
 unsafe impl Sync for BioSet {}
 
-/// Pages listed per batch while a request is forwarded: on the stack, never allocated.
-const FORWARD_SLOTS: usize = 32;
-
-/// Forwards `rq` to `dev` at `sector` as one bio of `opf` from `set`, built from the request's
-/// own pages (listed, not pinned, not copied: they are the request's until it ends), or with no
-/// data for a flush. The bio's completion ends the request with the bio's status, in whatever
-/// context it completes.
+/// Forwards `rq` to `dev` at `sector` as bios of `opf` from `set` whose pages are the request's
+/// own, or as one bio with no data for a flush. The last bio's completion ends the request with
+/// the first error of them all, in whatever context it completes.
 ///
-/// One bio is enough: `bio_add_page` merges physically contiguous pages into one vector, so a
-/// request takes at most its physical segment count of vectors, at most the `max_segments` of
-/// its queue, which the caller keeps within [`BIO_MAX_VECS`]. A request that would not fit ends
-/// with `EIO`, as does one whose bio cannot be allocated.
+/// Each of the request's bios becomes one bio on `dev` over the same vectors
+/// (`bio_alloc_clone`, as device mapper stacks bios): its pages are listed by reference, never
+/// pinned, copied or even looked at one by one, which is what `bio_iov_iter_get_pages` does for
+/// a bvec iterator (`bio_iov_iter_set`, not exported to modules). The vectors stay the
+/// request's until it ends, which only the last bio's completion does. The bios are chained
+/// (`bio_chain`) to the last, which is submitted last.
 ///
 /// Called while the current task flushes its plug (the request was dispatched from
-/// `blk_finish_plug`), it cannot submit: the bio would be plugged into the list being flushed,
+/// `blk_finish_plug`), it cannot submit: the bios would be plugged into the list being flushed,
 /// which the block layer does not allow. The request is requeued instead, and dispatched again
 /// from kblockd, which has no plug.
 pub(crate) fn forward(rq: Request, dev: &BlockFile<'_>, set: &BioSet, opf: Opf, sector: u64) {
     if super::block::current_plugged() {
         return rq.requeue();
     }
-    let nr_vecs = usize::from(rq.nr_phys_segments()).min(BIO_MAX_VECS);
-    let Ok(nr_vecs32) = u16::try_from(nr_vecs) else {
-        return rq.end(Err(EIO));
-    };
-    // SAFETY: The device is valid while `dev` lives, and the caller keeps it open until the
-    // request ends; the bio set is set up (its type invariant).
-    let bio = unsafe {
-        bindings::bio_alloc_bioset(
-            dev.as_raw(),
-            nr_vecs32,
-            opf.0,
-            helpers::GFP_NOIO,
-            set.inner.get(),
-        )
-    };
-    if bio.is_null() {
-        return rq.end(Err(ENOMEM));
-    }
-    // SAFETY: A new bio, ours alone.
-    unsafe { (*bio).bi_iter.bi_sector = sector };
-    let dir = if opf.is_write() {
-        Dir::ToDevice
-    } else {
-        Dir::FromDevice
-    };
-    let filled = rq.for_each_bio(dir, |mut pages| {
-        while let Some(batch) = pages.next_batch(StackSlots::<FORWARD_SLOTS>::new())? {
-            for (page, offset, len) in batch.raw_segments() {
-                let (len32, offset32) = (u32::try_from(len)?, u32::try_from(offset)?);
-                // SAFETY: The bio is not submitted and ours alone; the page is the request's,
-                // valid until the request ends, which only the bio's completion does; the
-                // segment lies within the page (type invariant of `Batch`).
-                let added = unsafe { bindings::bio_add_page(bio, page, len32, offset32) };
-                if u32::try_from(added).ok() != Some(len32) {
-                    return Err(EIO);
-                }
+    // The bio made last, not submitted yet: every bio before it is chained to it.
+    let mut last: *mut bindings::bio = ptr::null_mut();
+    let mut ret = Ok(());
+    let mut at = sector;
+    for src in rq.bios() {
+        // SAFETY: `src` is a bio of the request, valid with its vectors until the request ends,
+        // which only the last bio's completion does; the device is valid while `dev` lives and
+        // the caller keeps it open until then; the bio set is set up (its type invariant).
+        let bio = unsafe {
+            bindings::bio_alloc_clone(
+                dev.as_raw(),
+                src.as_ptr(),
+                helpers::GFP_NOIO,
+                set.inner.get(),
+            )
+        };
+        if bio.is_null() {
+            ret = Err(ENOMEM);
+            break;
+        }
+        // SAFETY: A new bio, ours alone; `last` too, not submitted: it completes into `bio` from
+        // now on.
+        unsafe {
+            (*bio).bi_opf = opf.0;
+            (*bio).bi_iter.bi_sector = at;
+            at += u64::from((*bio).bi_iter.bi_size >> SECTOR_SHIFT);
+            if !last.is_null() {
+                bindings::bio_chain(last, bio);
+                bindings::submit_bio(last);
             }
         }
-        Ok(())
-    });
-    if let Err(e) = filled {
-        // SAFETY: Never submitted: ours to put; it holds no page references of its own.
-        unsafe { bindings::bio_put(bio) };
-        return rq.end(Err(e));
+        last = bio;
     }
-    // SAFETY: The bio is complete and ours; `end_request` ends the request it is given, once,
-    // after which the request's pages are no longer used.
+    if last.is_null() && ret.is_ok() {
+        // A flush: one bio, empty.
+        // SAFETY: As above, with no vectors at all.
+        last = unsafe {
+            bindings::bio_alloc_bioset(dev.as_raw(), 0, opf.0, helpers::GFP_NOIO, set.inner.get())
+        };
+        if last.is_null() {
+            ret = Err(ENOMEM);
+        } else {
+            // SAFETY: A new bio, ours alone.
+            unsafe { (*last).bi_iter.bi_sector = sector };
+        }
+    }
+    if last.is_null() {
+        // Nothing was submitted.
+        return rq.end(ret);
+    }
+    // SAFETY: `last` is ours and not submitted; the bios chained to it complete into it, and
+    // its `end_request` ends the request, once, after which its pages are no longer used.
     unsafe {
-        (*bio).bi_end_io = Some(end_request);
-        (*bio).bi_private = rq.into_raw().as_ptr().cast();
-        bindings::submit_bio(bio);
+        (*last).bi_end_io = Some(end_request);
+        (*last).bi_private = rq.into_raw().as_ptr().cast();
+        match ret {
+            Ok(()) => bindings::submit_bio(last),
+            // The bios chained to it are in flight: it ends with the error once they are done.
+            Err(e) => {
+                (*last).bi_status = bindings::errno_to_blk_status(e.to_errno());
+                bindings::bio_endio(last);
+            }
+        }
     }
 }
 

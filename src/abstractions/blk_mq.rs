@@ -17,7 +17,6 @@
 //!
 //! C: `include/linux/blk-mq.h`, `block/blk-mq.c`, `block/genhd.c`.
 
-use super::pages::{Dir, KernelPages};
 use crate::ffi::helpers;
 use core::{fmt::Write, marker::PhantomData, ptr::NonNull};
 use kernel::{
@@ -432,11 +431,6 @@ impl Request {
         self.raw().__data_len
     }
 
-    /// The physical segments of its data (`blk_rq_nr_phys_segments`).
-    pub(crate) fn nr_phys_segments(&self) -> u16 {
-        self.raw().nr_phys_segments
-    }
-
     /// Ends it with `result` (`blk_mq_end_request`).
     pub(crate) fn end(self, result: Result) {
         let status = match result {
@@ -462,40 +456,13 @@ impl Request {
         core::mem::ManuallyDrop::new(self).rq
     }
 
-    /// Runs `f` on the data of each of the request's bios, in order: the pages of its own
-    /// vectors, listed, never pinned (a bvec iterator over the bio's vectors, as `lo_rw_aio` makes
-    /// one). The pages are the request's: valid until it ends.
-    pub(super) fn for_each_bio(
-        &self,
-        dir: Dir,
-        mut f: impl FnMut(KernelPages<'_>) -> Result,
-    ) -> Result {
-        let mut bio = self.raw().bio;
-        while let Some(b) = NonNull::new(bio) {
-            // SAFETY: The bios of a request not ended are valid, and their vectors from
-            // `bi_iter` on hold the request's data (`bi_size` bytes from `bi_offset` into the
-            // vector at `bi_idx`).
-            let (first, iter) = unsafe {
-                let b = b.as_ref();
-                (b.bi_io_vec.add(b.bi_iter.bi_idx as usize), b.bi_iter)
-            };
-            let (size, done) = (iter.bi_size as usize, iter.bi_offset as usize);
-            // The vectors those bytes span.
-            let (mut nr, mut left, mut skip) = (0usize, size, done);
-            while left > 0 {
-                // SAFETY: Within the vectors that hold the bio's bytes, as counted here.
-                let len = unsafe { (*first.add(nr)).bv_len } as usize;
-                left = left.saturating_sub(len.saturating_sub(skip).max(1));
-                skip = 0;
-                nr += 1;
-            }
-            // SAFETY: `first` holds `nr` vectors whose bytes from `done` on are the bio's
-            // `size` bytes, pages of the request, valid while `self` is borrowed.
-            f(unsafe { KernelPages::from_bvecs(first, nr, done, size, dir) })?;
-            // SAFETY: As above: a bio of the request.
-            bio = unsafe { b.as_ref().bi_next };
-        }
-        Ok(())
+    /// The request's bios, in order (`__rq_for_each_bio`): they and their vectors, the
+    /// request's data, are valid until it ends.
+    pub(super) fn bios(&self) -> impl Iterator<Item = NonNull<bindings::bio>> + '_ {
+        core::iter::successors(NonNull::new(self.raw().bio), |b| {
+            // SAFETY: A bio of the request, valid until it ends, which `&self` outlives.
+            NonNull::new(unsafe { b.as_ref().bi_next })
+        })
     }
 }
 

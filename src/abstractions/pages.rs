@@ -961,8 +961,7 @@ impl UserPages {
 /// # Invariants
 ///
 /// `iter` is an `ITER_KVEC` or `ITER_BVEC` iterator over the heap array in `segs` (owned here, so
-/// moving `self` does not move it), or over vectors borrowed for `'a` (`KernelSegs::Borrowed`),
-/// whose buffers are borrowed for `'a`.
+/// moving `self` does not move it), whose buffers are borrowed for `'a`.
 pub(crate) struct KernelPages<'a> {
     iter: Iter,
     _segs: KernelSegs,
@@ -973,8 +972,6 @@ pub(crate) struct KernelPages<'a> {
 enum KernelSegs {
     Kvec(KVec<bindings::kvec>),
     Bvec(KVec<bindings::bio_vec>),
-    /// Vectors the iterator borrows from their owner (a bio's), for `'a`.
-    Borrowed,
 }
 
 impl<'a> KernelPages<'a> {
@@ -1066,37 +1063,6 @@ impl<'a> KernelPages<'a> {
             _segs: KernelSegs::Bvec(bvecs),
             _buf: PhantomData,
         })
-    }
-
-    /// The `count` bytes that start `offset` bytes into the first of the `nr` vectors at
-    /// `bvecs`, as a bvec iterator in `dir`; nothing is copied or allocated.
-    ///
-    /// # Safety
-    ///
-    /// `bvecs` points to `nr` valid vectors that hold at least `offset + count` bytes, whose
-    /// pages and the vectors themselves stay valid and unchanged for `'a`.
-    pub(super) unsafe fn from_bvecs(
-        bvecs: *const bindings::bio_vec,
-        nr: usize,
-        offset: usize,
-        count: usize,
-        dir: Dir,
-    ) -> Self {
-        let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
-        // SAFETY: `iter` is valid for writes; the vectors are valid for `'a` (the function's
-        // safety requirements).
-        let mut iter = unsafe {
-            bindings::iov_iter_bvec(iter.as_mut_ptr(), dir.iter_dir(), bvecs, nr, offset + count);
-            iter.assume_init()
-        };
-        // SAFETY: `iter` is initialised over at least `offset + count` bytes.
-        unsafe { bindings::iov_iter_advance(&mut iter, offset) };
-        // INVARIANT: over vectors borrowed for `'a`.
-        Self {
-            iter: Iter { iter },
-            _segs: KernelSegs::Borrowed,
-            _buf: PhantomData,
-        }
     }
 
     /// Bytes not yet extracted.
