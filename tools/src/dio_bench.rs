@@ -21,10 +21,11 @@ use std::{
 pub const QD: usize = 32;
 
 /// A small xorshift generator for random offsets (no dependency, repeatable).
-pub(crate) struct Rng(pub(crate) u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

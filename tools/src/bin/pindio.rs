@@ -113,21 +113,9 @@ struct DioArgs {
 #[derive(Subcommand)]
 enum Bench {
     /// pindio's stacked device against the kernel's loop driver with direct I/O on, both on the
-    /// same backing block device, in the same boot.
-    Blk {
-        /// The backing block device (null_blk with memory_backed=0 measures the paths alone).
-        dev: String,
-        /// Seconds per measurement.
-        #[arg(long, default_value_t = 2.0)]
-        secs: f64,
-        /// Rounds per measurement, alternating the two devices; the best is reported.
-        #[arg(long, default_value_t = 5)]
-        rounds: u32,
-        /// Run one device alone for `--secs` and print its rate (for `make profile`): qd1,
-        /// read, write or batch (pindio's device), the same with `-kernel` (the loop driver's).
-        #[arg(long, value_parser = dio_bench::Only::parse)]
-        only: Option<dio_bench::Only>,
-    },
+    /// same backing block device (DEV), in the same boot; `--only`'s `-kernel` side is the loop
+    /// driver's.
+    Blk(BenchRun),
     /// Time pinning + releasing a buffer: PINDIO_IOC_PIN_BENCH next to gup_test's
     /// PIN_FAST_BENCHMARK on the same buffer, in the same boot.
     Pin {
@@ -147,20 +135,24 @@ enum Bench {
     },
     /// Direct I/O through pindio next to the kernel's own paths on the same device, in the same
     /// boot: pread/pwrite(O_DIRECT) and io_uring.
-    Dio {
-        /// The block device (null_blk with memory_backed=0 measures the I/O path alone).
-        dev: String,
-        /// Seconds per measurement.
-        #[arg(long, default_value_t = 2.0)]
-        secs: f64,
-        /// Rounds per measurement, alternating the two paths; the best is reported.
-        #[arg(long, default_value_t = 5)]
-        rounds: u32,
-        /// Run one path alone for `--secs` and print its rate (for `make profile`): qd1, read,
-        /// write or batch (pindio), the same with `-kernel` (the kernel's path), or idle.
-        #[arg(long, value_parser = dio_bench::Only::parse)]
-        only: Option<dio_bench::Only>,
-    },
+    Dio(BenchRun),
+}
+
+/// The device and the timing of a comparison of two paths.
+#[derive(Args)]
+struct BenchRun {
+    /// The block device (null_blk with memory_backed=0 measures the I/O paths alone).
+    dev: String,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 2.0)]
+    secs: f64,
+    /// Rounds per measurement, alternating the two paths; the best is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Run one path alone for `--secs` and print its rate (for `make profile`): qd1, read,
+    /// write or batch (pindio), the same with `-kernel` (the kernel's path), or idle.
+    #[arg(long, value_parser = dio_bench::Only::parse)]
+    only: Option<dio_bench::Only>,
 }
 
 /// A populated anonymous buffer of at least `len` bytes, filled with `i % 251` at byte `i`;
@@ -564,18 +556,10 @@ fn main() -> Result<()> {
         Command::Read(a) => dio_read(&dev, &a),
         Command::Verify(a) => dio_verify(&dev, &a),
         Command::Loop(cmd) => loop_cmd(&dev, cmd),
-        Command::Bench(Bench::Dio {
-            dev: path,
-            secs,
-            rounds,
-            only,
-        }) => dio_bench::run(&dev, &path, secs, rounds, only),
-        Command::Bench(Bench::Blk {
-            dev: path,
-            secs,
-            rounds,
-            only,
-        }) => pindio::blk_bench::run(&dev, &path, secs, rounds, only),
+        Command::Bench(Bench::Dio(b)) => dio_bench::run(&dev, &b.dev, b.secs, b.rounds, b.only),
+        Command::Bench(Bench::Blk(b)) => {
+            pindio::blk_bench::run(&dev, &b.dev, b.secs, b.rounds, b.only)
+        }
         Command::Bench(Bench::Pin {
             mib,
             pages_per_call,

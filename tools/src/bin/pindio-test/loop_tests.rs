@@ -8,7 +8,7 @@
 use super::dio_tests::{dev_size, open, pread_direct, pwrite_direct};
 use super::{device, expect_errno, pin_tests::pattern};
 use anyhow::{bail, ensure, Context, Result};
-use pindio::{uapi, Device, ExtStruct};
+use pindio::{dio_bench::Rng, uapi, Device, ExtStruct};
 use std::{
     fs::{self, File},
     io::{Read, Write},
@@ -205,18 +205,6 @@ fn run(name: &str, args: &[&str]) -> Result<String> {
         out.status
     );
     Ok(text)
-}
-
-/// A small xorshift generator: file sizes and contents differ from run to run of the seed only.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// ext2 (busybox mke2fs) on the device: files of random sizes written, synced, unmounted,
