@@ -111,8 +111,9 @@ impl<T: Operations> OperationsVTable<T> {
     }
 }
 
-/// A blk-mq tag set for the disks of driver `T`: `nr_hw_queues` hardware queues of `depth` tags,
-/// whose `queue_rq` may sleep (`BLK_MQ_F_BLOCKING`); each request's data is the status it ends
+/// A blk-mq tag set for the disks of driver `T`, devices stacked on others: `nr_hw_queues`
+/// hardware queues of `depth` tags, whose `queue_rq` may sleep (`BLK_MQ_F_BLOCKING`), with no I/O
+/// scheduler by default; each request's data is the status it ends
 /// with when it is completed through `blk_mq_complete_request` (see [`end_from_completion`]).
 ///
 /// # Invariants
@@ -135,7 +136,12 @@ impl<T: Operations> TagSet<T> {
                     nr_hw_queues,
                     queue_depth: depth,
                     numa_node: bindings::NUMA_NO_NODE,
-                    flags: bindings::BLK_MQ_F_BLOCKING,
+                    // A stacked device, as the loop driver's: no I/O scheduler of its own by
+                    // default (the backing device has one), and its queues are not drained
+                    // when a CPU goes offline (its I/O completes on another device).
+                    flags: bindings::BLK_MQ_F_BLOCKING
+                        | bindings::BLK_MQ_F_STACKING
+                        | bindings::BLK_MQ_F_NO_SCHED_BY_DEFAULT,
                     nr_maps: 1,
                     // The status of a request completed through `blk_mq_complete_request`.
                     cmd_size: core::mem::size_of::<bindings::blk_status_t>() as u32,
