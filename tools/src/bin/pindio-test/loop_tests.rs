@@ -601,3 +601,98 @@ pub fn left_for_module_unload() -> Result<()> {
     std::mem::forget(s);
     Ok(())
 }
+
+/// A 2 MiB buffer of one huge page: hugetlb (`MAP_HUGETLB`), or a transparent huge page
+/// (`MADV_HUGEPAGE` on an aligned 2 MiB, checked in `AnonHugePages`). The second value is the
+/// mapping around a THP, which the caller keeps until it is done with the first.
+fn huge_buffer(hugetlb: bool) -> Result<(pindio::Buf, Option<pindio::Buf>)> {
+    const HUGE: usize = 2 << 20;
+    if hugetlb {
+        let _ = fs::write("/proc/sys/vm/nr_hugepages", "4");
+        let m = pindio::Buf::with_flags(HUGE, libc::MAP_HUGETLB)
+            .context("hugetlb mapping (nr_hugepages)")?;
+        return Ok((m, None));
+    }
+    let _ = fs::write("/sys/kernel/mm/transparent_hugepage/enabled", "madvise");
+    let anon_huge = || -> Result<u64> {
+        let meminfo = fs::read_to_string("/proc/meminfo")?;
+        let kb = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("AnonHugePages:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+        Ok(kb.unwrap_or(0))
+    };
+    let before = anon_huge()?;
+    let mut big = pindio::Buf::with_flags(2 * HUGE, 0)?;
+    let aligned = (big.addr() + HUGE - 1) & !(HUGE - 1);
+    // SAFETY: The aligned 2 MiB lies inside `big`.
+    if unsafe { libc::madvise(aligned as *mut libc::c_void, HUGE, libc::MADV_HUGEPAGE) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("madvise(MADV_HUGEPAGE)");
+    }
+    big.bytes().fill(0);
+    let after = anon_huge()?;
+    ensure!(
+        after >= before + 2048,
+        "no transparent huge page was made ({after} kB)"
+    );
+    // SAFETY: The 2 MiB at `aligned` lie inside `big`, mapped read-write; only the returned
+    // buffer uses them, and `big` is returned to be kept until it is dropped.
+    Ok((unsafe { pindio::Buf::from_raw(aligned, HUGE) }, Some(big)))
+}
+
+/// Direct I/O from and into one huge page (hugetlb and THP), whose pages bio_add_page merges
+/// into multi-page vectors: through PINDIO_IOC_DIO to nullb0, and with O_DIRECT through a
+/// stacked device, whose forwarded bios carry those vectors as they are. The data is checked
+/// each way against what pread(O_DIRECT) of the backing device sees.
+pub fn huge_page_buffers() -> Result<()> {
+    const HUGE: usize = 2 << 20;
+    let dev = device()?;
+    let s = Stacked::add(&dev, NULLB, 128 * MIB as u64, 16 * MIB as u64, 0)?;
+    let path = s.path();
+    let nullb = open(NULLB, true, false)?;
+    for (i, hugetlb) in [(0u8, true), (1, false)] {
+        let what = if hugetlb { "hugetlb" } else { "THP" };
+        let (mut m, keep) = huge_buffer(hugetlb)?;
+        let data = pattern(0x70 + i, HUGE);
+        // PINDIO_IOC_DIO: write from the huge page, read back below; read into it.
+        let at = (64 * MIB + usize::from(i) * HUGE) as u64;
+        m.bytes().copy_from_slice(&data);
+        let mut req = pindio::dio_req(
+            nullb.as_raw_fd(),
+            true,
+            at,
+            pindio::DioMem::Buf(m.addr(), HUGE),
+        );
+        ensure!(dev.dio(&mut req)? == HUGE, "{what}: short DIO write");
+        ensure!(
+            pread_direct(NULLB, at, HUGE)? == data,
+            "{what}: DIO write differs below"
+        );
+        m.bytes().fill(0);
+        let mut req = pindio::dio_req(
+            nullb.as_raw_fd(),
+            false,
+            at,
+            pindio::DioMem::Buf(m.addr(), HUGE),
+        );
+        ensure!(dev.dio(&mut req)? == HUGE, "{what}: short DIO read");
+        ensure!(m.bytes() == &data[..], "{what}: DIO read differs");
+        // O_DIRECT through the stacked device, from and into the huge page.
+        let other = pattern(0x90 + i, HUGE);
+        m.bytes().copy_from_slice(&other);
+        let f = open(&path, true, true)?;
+        let off = (usize::from(i) * 4 * MIB + 512) as u64;
+        f.write_all_at(m.bytes(), off).context("pwrite O_DIRECT")?;
+        ensure!(
+            pread_direct(NULLB, 128 * MIB as u64 + off, HUGE)? == other,
+            "{what}: stacked write differs below"
+        );
+        m.bytes().fill(0);
+        f.read_exact_at(m.bytes(), off).context("pread O_DIRECT")?;
+        ensure!(m.bytes() == &other[..], "{what}: stacked read differs");
+        drop(m);
+        drop(keep);
+    }
+    drop(nullb);
+    s.del()
+}

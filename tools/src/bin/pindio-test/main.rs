@@ -286,6 +286,10 @@ const CASES: &[Case] = &[
         run: loop_tests::bad_arguments,
     },
     Case {
+        name: "loop_huge_page_buffers",
+        run: loop_tests::huge_page_buffers,
+    },
+    Case {
         name: "dio_pins_every_page",
         run: review_tests::dio_pins_every_page,
     },
