@@ -125,7 +125,6 @@ impl Devices {
             logical_block_size: info.logical_block_size,
             physical_block_size: q.physical_block_size.max(info.logical_block_size),
             max_hw_sectors: q.max_sectors,
-            max_segments: 0,
             dma_alignment: info.dma_alignment,
             io_min: q.io_min,
             io_opt: q.io_opt,

@@ -178,8 +178,6 @@ pub(crate) struct DiskLimits {
     pub(crate) physical_block_size: u32,
     /// The largest request in sectors (`max_hw_sectors`); 0 for the block layer's default.
     pub(crate) max_hw_sectors: u32,
-    /// The most segments of one request; 0 for the block layer's default.
-    pub(crate) max_segments: u16,
     /// The DMA alignment mask of memory addresses and lengths.
     pub(crate) dma_alignment: u32,
     /// Preferred minimum and optimal I/O sizes in bytes (0: none).
@@ -271,7 +269,6 @@ impl<T: Operations> GenDisk<T> {
         lim.logical_block_size = limits.logical_block_size;
         lim.physical_block_size = limits.physical_block_size;
         lim.max_hw_sectors = limits.max_hw_sectors;
-        lim.max_segments = limits.max_segments;
         lim.dma_alignment = limits.dma_alignment;
         lim.io_min = limits.io_min;
         lim.io_opt = limits.io_opt;
