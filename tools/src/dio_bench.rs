@@ -25,7 +25,7 @@ pub struct Rng(pub u64);
 
 impl Rng {
     /// The next number.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -34,7 +34,7 @@ impl Rng {
 
     /// A random `block`-aligned offset of a device of `size` bytes.
     pub(crate) fn offset(&mut self, size: u64, block: u64) -> u64 {
-        (self.next() % (size / block)) * block
+        (self.next_u64() % (size / block)) * block
     }
 }
 

@@ -223,8 +223,8 @@ pub fn filesystem() -> Result<()> {
         run("mke2fs", &["-q", "-b", "4096", &path])?;
         run("mount", &["-t", "ext2", &path, mnt])?;
         for i in 0..24 {
-            let len = (rng.next() % (3 * MIB as u64)) as usize + (i % 3);
-            let seed = rng.next() as u8;
+            let len = (rng.next_u64() % (3 * MIB as u64)) as usize + (i % 3);
+            let seed = rng.next_u64() as u8;
             let data = pattern(seed, len);
             let name = format!("{mnt}/f{i}");
             File::create(&name)?.write_all(&data)?;
