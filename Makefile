@@ -34,7 +34,7 @@ KRUSTC ?= /usr/bin/rustc
 KCLIPPY ?= /usr/bin/clippy-driver
 BINDGEN ?= $(shell . $(SCRIPTS)/common.sh && echo $$BINDGEN)
 RUST_LIB_SRC ?= $(shell . $(SCRIPTS)/common.sh && kernel_rust_lib_src)
-KBUILD_VARS = LLVM=$(LLVM) RUSTC=$(KRUSTC) CLIPPY_DRIVER=$(KCLIPPY) BINDGEN=$(BINDGEN) \
+KBUILD_VARS = LLVM=$(LLVM) RUSTC=$(KRUSTC) HOSTRUSTC=$(KRUSTC) CLIPPY_DRIVER=$(KCLIPPY) BINDGEN=$(BINDGEN) \
 	RUST_LIB_SRC=$(RUST_LIB_SRC) \
 	LIBCLANG_PATH=/usr/lib/llvm$(LLVM)/lib
 

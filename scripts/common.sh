@@ -36,5 +36,8 @@ kernel_rust_lib_src() {
 
 # Arguments every kernel-side make invocation needs.
 kbuild_args() {
-	echo "LLVM=$LLVM_SUFFIX RUSTC=$(kernel_rustc) BINDGEN=$BINDGEN RUST_LIB_SRC=$(kernel_rust_lib_src)"
+	# HOSTRUSTC too: the kernel's host programs in Rust (scripts/generate_rust_target) are
+	# otherwise built by whatever `rustc` is first on PATH, rustup's proxy here, which fails
+	# where rustup has no default toolchain.
+	echo "LLVM=$LLVM_SUFFIX RUSTC=$(kernel_rustc) HOSTRUSTC=$(kernel_rustc) BINDGEN=$BINDGEN RUST_LIB_SRC=$(kernel_rust_lib_src)"
 }
