@@ -34,10 +34,10 @@ mod tests {
     use crate::abstractions::{
         bio::{AddPage, Bio, InFlight, Opf},
         block::BlockFile,
-        pages::{borrow_page, HeapSlots, KernelPages, UserRange},
+        pages::{FromDevice, HeapSlots, IoPage, KernelPages, LentPage, ToDevice, UserRange},
         pinned::PinnedVec,
     };
-    use crate::dio::{self, Prepared, Target};
+    use crate::dio::{self, DioDir, Prepared, Target};
     use crate::ffi::helpers::{BLK_OPEN_READ, BLK_OPEN_WRITE};
     use crate::plan::{BioPlanner, DevLimits};
     use crate::user_mem::{self, pattern};
@@ -152,11 +152,39 @@ mod tests {
         Ok(unsafe { ARef::from_raw(f.cast()) })
     }
 
-    /// One direct I/O of the general path, of `len` bytes at `pos` of `target` with the test's
+    /// The general path's I/O `req` at `pos` of `file` with the test's user memory `buf` (`len`
+    /// bytes, or iovec segments), checked and pinned, in the direction `req.write` says.
+    fn prepare(
+        file: &ARef<LocalFile>,
+        req: DioRequest,
+        pos: u64,
+        buf: UserPtr,
+        len: u64,
+    ) -> Result<Prepared> {
+        if req.write {
+            Prepared::new(
+                Target::<ToDevice>::from_file(file.clone())?,
+                req,
+                pos,
+                buf,
+                len,
+            )
+        } else {
+            Prepared::new(
+                Target::<FromDevice>::from_file(file.clone())?,
+                req,
+                pos,
+                buf,
+                len,
+            )
+        }
+    }
+
+    /// One direct I/O of the general path, of `len` bytes at `pos` of `file` with the test's
     /// user memory `buf`.
     fn dio(
         write: bool,
-        target: Target<'static>,
+        file: &ARef<LocalFile>,
         pos: u64,
         buf: kernel::uaccess::UserPtr,
         len: usize,
@@ -166,7 +194,7 @@ mod tests {
             fua: false,
             iovec: None,
         };
-        Prepared::new(req, target, pos, buf, len.try_into()?)?
+        prepare(file, req, pos, buf, len.try_into()?)?
             .submit()?
             .finish()
     }
@@ -181,23 +209,15 @@ mod tests {
         let buf = user_mem::map(len + PAGE_SIZE)?.wrapping_byte_add(512);
         user_mem::fill(buf, len)?;
         let pos = 200 << 20;
-        let target =
-            Target::from_file(file.clone(), true).inspect_err(|e| pr_err!("target: {e:?}\n"))?;
-        let n = dio(true, target, pos, buf, len).inspect_err(|e| pr_err!("write: {e:?}\n"))?;
+        let n = dio(true, &file, pos, buf, len).inspect_err(|e| pr_err!("write: {e:?}\n"))?;
         assert_eq!(n, len);
         user_mem::put(buf, &KVec::from_elem(0u8, len, GFP_KERNEL)?)?;
-        let n = dio(
-            false,
-            Target::from_file(file.clone(), false)?,
-            pos,
-            buf,
-            len,
-        )?;
+        let n = dio(false, &file, pos, buf, len)?;
         assert_eq!(n, len);
         let back = user_mem::get(buf, len)?;
         assert!(back.iter().enumerate().all(|(i, &b)| b == pattern(i)));
         // Misaligned: refused before anything is pinned.
-        let misaligned = dio(false, Target::from_file(file, false)?, pos + 100, buf, len);
+        let misaligned = dio(false, &file, pos + 100, buf, len);
         assert_eq!(misaligned.err(), Some(EINVAL));
         Ok(())
     }
@@ -210,14 +230,23 @@ mod tests {
         buf: UserPtr,
         len: usize,
     ) -> Result<usize> {
-        let req = DioRequest {
-            write,
-            fua: false,
-            iovec: None,
-        };
-        let target = Target::from_file(file.clone(), write)?;
-        let range = UserRange::new(buf, len, dio::mem_dir(write))?;
-        dio::simple(&target, req, pos, &range)
+        if write {
+            simple_in::<ToDevice>(file, pos, buf, len)
+        } else {
+            simple_in::<FromDevice>(file, pos, buf, len)
+        }
+    }
+
+    /// [`simple`] in direction `D`.
+    fn simple_in<D: DioDir>(
+        file: &ARef<LocalFile>,
+        pos: u64,
+        buf: UserPtr,
+        len: usize,
+    ) -> Result<usize> {
+        let target = Target::<D>::from_file(file.clone())?;
+        let range = UserRange::<D>::new(buf, len)?;
+        dio::simple(&target, false, pos, &range)
     }
 
     #[test]
@@ -266,7 +295,7 @@ mod tests {
     /// A page a read fills, and the device it reads from: what an [`InFlight`] owns for its bio.
     struct ReadProbe {
         dev: BlockFile<'static>,
-        page: Page,
+        page: LentPage<FromDevice>,
     }
 
     impl Drop for ReadProbe {
@@ -282,23 +311,24 @@ mod tests {
 
     #[test]
     fn a_forgotten_in_flight_io_is_still_waited_for() -> Result {
-        // A read of /dev/vdc stays in flight for about 200 ms. The `InFlight` that owns its page
-        // is forgotten (`mem::forget` of the pinned reference, which safe code may do): its
-        // memory must still not be reused before the bio completed, so the drop of the page
-        // comes after the data arrived, and KASAN stays silent.
+        // A read of /dev/vdc stays in flight for about 200 ms. The pinned reference to the
+        // `InFlight` on the stack that owns its page is forgotten, which safe code may do; that
+        // forgets nothing (the value on the stack is still dropped at the end of its scope),
+        // and the drop must wait for the bio: the page is dropped after the data arrived, and
+        // KASAN stays silent. (`a_forgotten_boxed_in_flight_io_keeps_its_memory` forgets a box.)
         let file = open_bdev(super::VDC.load(Relaxed))?;
         let buf = user_mem::map(PAGE_SIZE)?;
         user_mem::fill(buf, PAGE_SIZE)?;
         assert_eq!(simple(true, &file, 0, buf, PAGE_SIZE)?, PAGE_SIZE);
         let probe = ReadProbe {
             dev: BlockFile::owned(file)?,
-            page: Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?,
+            page: LentPage::new(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?),
         };
         PROBE.store(0, Relaxed);
         {
             stack_pin_init!(let io = InFlight::new(probe, |p, sub| {
                 let mut bio = Bio::alloc(&p.dev, 1, Opf::sync_read(), 0)?;
-                bio.add_page(&borrow_page(&p.page), PAGE_SIZE, 0)?;
+                bio.add_page(&p.page.io_page(), PAGE_SIZE, 0)?;
                 sub.submit(bio);
                 Ok(())
             }));
@@ -309,6 +339,39 @@ mod tests {
             core::mem::forget(io);
             assert_eq!(PROBE.load(Relaxed), 0);
         }
+        assert_eq!(PROBE.load(Relaxed), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_forgotten_boxed_in_flight_io_keeps_its_memory() -> Result {
+        // The same read, owned by a `Pin<KBox<InFlight>>` that is forgotten for real: its drop
+        // never runs and its memory is never freed, so the bio completes into memory that is
+        // still allocated (KASAN would report a write into freed memory) and the probe's page
+        // is not dropped. The test then frees it as the box would have been, which waits.
+        let file = open_bdev(super::VDC.load(Relaxed))?;
+        let probe = ReadProbe {
+            dev: BlockFile::owned(file)?,
+            page: LentPage::new(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?),
+        };
+        PROBE.store(0, Relaxed);
+        let io = KBox::pin_init(
+            InFlight::new(probe, |p, sub| {
+                let mut bio = Bio::alloc(&p.dev, 1, Opf::sync_read(), 0)?;
+                bio.add_page(&p.page.io_page(), PAGE_SIZE, 0)?;
+                sub.submit(bio);
+                Ok(())
+            }),
+            GFP_KERNEL,
+        )?;
+        let raw = core::ptr::from_ref::<InFlight<ReadProbe>>(&io).cast_mut();
+        core::mem::forget(io);
+        // The read of /dev/vdc takes about 200 ms: wait well past it.
+        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(600));
+        assert_eq!(PROBE.load(Relaxed), 0);
+        // SAFETY: `raw` is the forgotten box's allocation, never freed, pinned; rebuilding the
+        // box once gives it back its owner, whose drop waits for the bio, then frees it.
+        drop(unsafe { Pin::new_unchecked(KBox::from_raw(raw)) });
         assert_eq!(PROBE.load(Relaxed), 1);
         Ok(())
     }
@@ -336,16 +399,16 @@ mod tests {
         let pos = 160 << 20;
         assert_eq!(simple(true, &file, pos, buf, PAGE_SIZE)?, PAGE_SIZE);
         let dev = BlockFile::owned(file)?;
-        let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+        let mut page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+        let lent = IoPage::exclusive(&mut page);
         let mut bio = Bio::alloc(&dev, 1, Opf::sync_read(), pos >> 9)?;
         // Past the page, or empty: refused.
         assert_eq!(
-            bio.add_page(&borrow_page(&page), 512, PAGE_SIZE - 256)
-                .err(),
+            bio.add_page(&lent, 512, PAGE_SIZE - 256).err(),
             Some(EINVAL)
         );
-        assert_eq!(bio.add_page(&borrow_page(&page), 0, 0).err(), Some(EINVAL));
-        bio.add_page(&borrow_page(&page), PAGE_SIZE, 0)?;
+        assert_eq!(bio.add_page(&lent, 0, 0).err(), Some(EINVAL));
+        bio.add_page(&lent, PAGE_SIZE, 0)?;
         bio.submit_wait()?;
         let mut got = KVec::from_elem(0u8, PAGE_SIZE, GFP_KERNEL)?;
         // SAFETY: `got` has room for a page; the read completed, nothing writes the page.
@@ -415,8 +478,7 @@ mod tests {
                 fua: false,
                 iovec: Some(1),
             };
-            let target = Target::from_file(file.clone(), write)?;
-            let io = Prepared::new(req, target, pos, uvec, 1)?;
+            let io = prepare(&file, req, pos, uvec, 1)?;
             assert_eq!(io.submit()?.finish()?, len);
         }
         let back = user_mem::get(data, len)?;
@@ -438,13 +500,7 @@ mod tests {
             fua: false,
             iovec: None,
         };
-        let io = Prepared::new(
-            req,
-            Target::from_file(file.clone(), true)?,
-            pos,
-            buf,
-            len.try_into()?,
-        )?;
+        let io = prepare(file, req, pos, buf, len.try_into()?)?;
         between()?;
         io.submit()?.finish()
     }
@@ -472,10 +528,7 @@ mod tests {
         let buf = user_mem::map(len)?;
         let pos = 170 << 20;
         user_mem::put(buf, &KVec::from_elem(0u8, len, GFP_KERNEL)?)?;
-        assert_eq!(
-            dio(true, Target::from_file(file.clone(), true)?, pos, buf, len)?,
-            len
-        );
+        assert_eq!(dio(true, &file, pos, buf, len)?, len);
         user_mem::fill(buf, len)?;
         let n = write_with_between(&file, pos, buf, len, || {
             let old = buffered_read(&file, pos, len)?;

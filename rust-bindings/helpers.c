@@ -52,14 +52,14 @@ bool pindio_access_ok(const void __user *ptr, size_t len)
 	return access_ok(ptr, len);
 }
 
-void pindio_memcpy_from_page(char *to, struct page *page, size_t offset, size_t len)
-{
-	memcpy_from_page(to, page, offset, len);
-}
-
 void pindio_put_page(struct page *page)
 {
 	put_page(page);
+}
+
+void pindio_memcpy_from_page(char *to, struct page *page, size_t offset, size_t len)
+{
+	memcpy_from_page(to, page, offset, len);
 }
 
 bool pindio_page_maybe_dma_pinned(struct page *page)
@@ -87,9 +87,19 @@ struct block_device *pindio_file_bdev(struct file *file, unsigned int *modes, un
 	return bdev;
 }
 
-const struct queue_limits *pindio_bdev_limits(struct block_device *bdev)
+struct request_queue *pindio_bdev_get_queue(struct block_device *bdev)
 {
-	return bdev_limits(bdev);
+	return bdev_get_queue(bdev);
+}
+
+struct queue_limits pindio_queue_limits_start_update(struct request_queue *q)
+{
+	return queue_limits_start_update(q);
+}
+
+void pindio_queue_limits_cancel_update(struct request_queue *q)
+{
+	queue_limits_cancel_update(q);
 }
 
 unsigned int pindio_disk_openers(struct gendisk *disk)

@@ -44,10 +44,10 @@ ssize_t pindio_check_ubuf(const void __user *buf, size_t len);
 bool pindio_access_ok(const void __user *ptr, size_t len);
 
 /* memcpy_from_page(): bytes of a page that may change under the copy (READ_PINNED). */
-void pindio_memcpy_from_page(char *to, struct page *page, size_t offset, size_t len);
-
 /* put_page(): only the foll_get mutant of `make mutants` takes page references to drop. */
 void pindio_put_page(struct page *page);
+void pindio_memcpy_from_page(char *to, struct page *page, size_t offset, size_t len);
+
 
 /* folio_maybe_dma_pinned() of a page: whether a page holds FOLL_PIN pins (the KUnit suites check it). */
 bool pindio_page_maybe_dma_pinned(struct page *page);
@@ -68,8 +68,15 @@ bool pindio_page_maybe_dma_pinned(struct page *page);
 struct block_device *pindio_file_bdev(struct file *file, unsigned int *modes, unsigned int *lbs,
 				      unsigned int *dma_alignment, loff_t *nr_bytes);
 
-/* bdev_limits(): the queue limits of a block device (a stacked device copies them). */
-const struct queue_limits *pindio_bdev_limits(struct block_device *bdev);
+/* bdev_get_queue(): the request queue of a block device. */
+struct request_queue *pindio_bdev_get_queue(struct block_device *bdev);
+/*
+ * queue_limits_start_update() / queue_limits_cancel_update(): a copy of the queue limits taken
+ * under q->limits_lock (queue_limits_commit_update() copies the whole struct under it), then the
+ * lock released: how a stacked device reads the limits of the device below.
+ */
+struct queue_limits pindio_queue_limits_start_update(struct request_queue *q);
+void pindio_queue_limits_cancel_update(struct request_queue *q);
 
 /* disk_openers(): how many times a disk is open (removal refuses an open one). */
 unsigned int pindio_disk_openers(struct gendisk *disk);

@@ -7,9 +7,9 @@
 
 #![deny(unsafe_code)]
 
-use crate::abi::{self, Command, DioRequest};
+use crate::abi::{self, Command};
 use crate::abstractions::{block, file, global::LOOP_DEVICES, pinned::PinnedVec};
-use crate::dio::{self, Prepared, Target};
+use crate::dio::{self, Prepared, TargetCache};
 use crate::pins::{self, Pins};
 use crate::uapi::{
     pindio_dio, pindio_dio_batch, pindio_loop_add, pindio_loop_del, pindio_loop_info, pindio_pin,
@@ -40,9 +40,6 @@ impl MiscDevice for PindioFile {
     type Ptr = Pin<KBox<Self>>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
-        // The `leak` mutant (`make mutants`) loses 64 bytes per open.
-        #[cfg(pindio_mutant = "leak")]
-        KBox::leak(KBox::new([0u8; 64], GFP_KERNEL)?);
         KBox::try_pin_init(
             try_pin_init!(PindioFile {
                 pins <- new_mutex!(Pins::new()),
@@ -134,24 +131,6 @@ impl PindioFile {
     }
 }
 
-/// The target of the direct I/O `v` of a batch describes, checked for the transfer `req`.
-/// `last` is the target of the previous request: a request on the same fd, in the same
-/// direction, uses it again instead of looking the fd up.
-fn dio_target(
-    v: &pindio_dio,
-    req: &DioRequest,
-    last: &mut Option<(i32, Target<'static>)>,
-) -> Result<Target<'static>> {
-    match last {
-        Some((fd, t)) if *fd == v.fd && t.write() == req.write => Ok(t.clone()),
-        _ => {
-            let t = Target::from_fd(v.fd, req.write)?;
-            *last = Some((v.fd, t.clone()));
-            Ok(t)
-        }
-    }
-}
-
 /// `PINDIO_IOC_DIO`: one direct I/O, waited for; returns the bytes transferred
 /// ([`dio::run`]). The struct is not written back (see the uapi header).
 fn dio_one(arg: UserPtr) -> Result<isize> {
@@ -173,7 +152,7 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
     // among them or the error that stopped it.
     let mut ios = PinnedVec::with_capacity(nr)?;
     let mut submitted = KVVec::with_capacity(nr, GFP_KERNEL | __GFP_NOWARN)?;
-    let mut last = None;
+    let mut targets = TargetCache::default();
     // Each request is checked, pinned and submitted in turn; every bio of all of them goes out
     // when the plug ends.
     block::plugged(|| -> Result {
@@ -185,8 +164,7 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
                     return Err(EINVAL);
                 }
                 let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
-                let target = dio_target(&v, &req, &mut last)?;
-                Prepared::new(req, target, v.offset, user_ptr(v.buf)?, v.len)
+                Prepared::in_batch(&mut targets, v.fd, req, v.offset, user_ptr(v.buf)?, v.len)
             });
             submitted.push(io.and_then(|io| ios.push(io.submit_in_place())), GFP_KERNEL)?;
         }

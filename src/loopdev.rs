@@ -10,8 +10,8 @@
 
 use crate::abi::{self, LoopWindow};
 use crate::abstractions::{
-    bio::{self, BioSet, Opf},
-    blk_mq::{DiskLimits, GenDisk, Operations, ReqOp, Request, TagSet},
+    bio::{self, BioSet},
+    blk_mq::{DiskLimits, GenDisk, Operations, QueueRef, ReqOp, Request, TagSet},
     block::{BlockFile, HeldBlockFile},
 };
 use crate::uapi;
@@ -42,25 +42,22 @@ pub(crate) struct LoopDriver;
 impl Operations for LoopDriver {
     type QueueData = Backing;
 
-    fn queue_rq(backing: &Backing, rq: Request) {
-        let write = match rq.op() {
-            ReqOp::Read => false,
-            ReqOp::Write => true,
-            ReqOp::Flush => {
-                return bio::forward(rq, backing.dev.get(), &backing.bios, Opf::flush(), 0);
-            }
+    fn queue_rq(backing: QueueRef<'_, Backing>, rq: Request) {
+        let sector = match rq.op() {
+            ReqOp::Flush => 0,
             ReqOp::Other => return rq.end(Err(EOPNOTSUPP)),
-        };
-        if write && backing.read_only {
-            return rq.end(Err(EROFS));
-        }
-        match abi::map_sector(&backing.window, rq.sector(), rq.bytes()) {
-            Some(sector) => {
-                let opf = Opf::forward(write, rq.sync(), rq.fua());
-                bio::forward(rq, backing.dev.get(), &backing.bios, opf, sector)
+            op => {
+                if op == ReqOp::Write && backing.read_only {
+                    return rq.end(Err(EROFS));
+                }
+                match abi::map_sector(&backing.window, rq.sector(), rq.bytes()) {
+                    Some(sector) => sector,
+                    None => return rq.end(Err(EIO)),
+                }
             }
-            None => rq.end(Err(EIO)),
-        }
+        };
+        let dev = backing.map(|b| b.dev.get());
+        bio::forward(rq, dev, backing.map(|b| &b.bios), sector)
     }
 }
 

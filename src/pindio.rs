@@ -48,8 +48,6 @@ struct Pindio {
 
 impl InPlaceModule for Pindio {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        #[cfg(pindio_mutant)]
-        pr_warn!("built with a deliberate fault (make mutants): not for use\n");
         try_pin_init!(Self {
             _loops: loopdev::Registration::new(),
             _misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"pindio" }),

@@ -8,7 +8,9 @@
 #![deny(unsafe_code)]
 
 use crate::abi::PinRequest;
-use crate::abstractions::pages::{Dir, HeapSlots, PinnedBatch, UserPages};
+use crate::abstractions::pages::{
+    Direction, FromDevice, HeapSlots, PinnedBatch, ToDevice, UserPages,
+};
 use crate::segments::pages_spanned;
 use crate::uapi;
 use kernel::{
@@ -18,15 +20,6 @@ use kernel::{
     uaccess::{UserPtr, UserSliceWriter},
 };
 
-/// The direction a pin request implies: a pin for the device to write is device-to-memory.
-fn req_dir(req: &PinRequest) -> Dir {
-    if req.write {
-        Dir::FromDevice
-    } else {
-        Dir::ToDevice
-    }
-}
-
 /// Pages spanned by `len` bytes at `addr`.
 fn range_pages(addr: UserPtr, len: u64) -> Result<usize> {
     let start = u64::try_from(addr.as_const_ptr() as usize)?;
@@ -34,32 +27,31 @@ fn range_pages(addr: UserPtr, len: u64) -> Result<usize> {
     Ok(pages.try_into()?)
 }
 
-/// User memory pinned until dropped.
-pub(crate) struct HeldPin {
-    batches: KVec<PinnedBatch<HeapSlots>>,
+/// User memory pinned for `D` until dropped.
+pub(crate) struct PinOf<D: Direction> {
+    batches: KVec<PinnedBatch<HeapSlots, D>>,
     pages: usize,
     bytes: usize,
 }
 
-impl HeldPin {
+impl<D: Direction> PinOf<D> {
     /// Pins what `req` describes, taking at most `max_pages` pages: all of it, or nothing.
     fn new(req: PinRequest, addr: UserPtr, len: u64, max_pages: usize) -> Result<Self> {
-        let dir = req_dir(&req);
         let mut src = match req.iovec {
-            Some(nr_segs) => UserPages::new_iovec(addr, nr_segs, dir, req.longterm)?,
+            Some(nr_segs) => UserPages::<D>::new_iovec(addr, nr_segs, req.longterm)?,
             None => {
                 // A range over the budget is refused before anything is pinned.
                 if range_pages(addr, len)? > max_pages {
                     return Err(ENOSPC);
                 }
-                UserPages::new(addr, len.try_into()?, dir, req.longterm)?
+                UserPages::<D>::new(addr, len.try_into()?, req.longterm)?
             }
         };
         // A pin of no bytes would hold no page, only a handle: refused, as a zero length is.
         if src.remaining() == 0 {
             return Err(EINVAL);
         }
-        let mut pin = HeldPin {
+        let mut pin = PinOf {
             batches: KVec::new(),
             pages: 0,
             bytes: 0,
@@ -112,6 +104,42 @@ impl HeldPin {
     }
 }
 
+/// User memory pinned until dropped: for the device to read it, or (`PINDIO_PIN_WRITE`) to
+/// write it, when its pages are dirtied as they are unpinned.
+pub(crate) enum HeldPin {
+    /// Pinned without `FOLL_WRITE`.
+    ToDevice(PinOf<ToDevice>),
+    /// Pinned with `FOLL_WRITE`.
+    FromDevice(PinOf<FromDevice>),
+}
+
+impl HeldPin {
+    /// Pins what `req` describes, taking at most `max_pages` pages: all of it, or nothing.
+    fn new(req: PinRequest, addr: UserPtr, len: u64, max_pages: usize) -> Result<Self> {
+        Ok(if req.write {
+            Self::FromDevice(PinOf::new(req, addr, len, max_pages)?)
+        } else {
+            Self::ToDevice(PinOf::new(req, addr, len, max_pages)?)
+        })
+    }
+
+    /// Pages and bytes pinned.
+    fn counts(&self) -> (usize, usize) {
+        match self {
+            Self::ToDevice(p) => (p.pages, p.bytes),
+            Self::FromDevice(p) => (p.pages, p.bytes),
+        }
+    }
+
+    /// [`PinOf::read`].
+    fn read(&self, offset: usize, len: usize, out: &mut UserSliceWriter) -> Result {
+        match self {
+            Self::ToDevice(p) => p.read(offset, len, out),
+            Self::FromDevice(p) => p.read(offset, len, out),
+        }
+    }
+}
+
 /// The pins of one open file, with its limits.
 pub(crate) struct Pins {
     pins: KVec<(u32, HeldPin)>,
@@ -142,7 +170,7 @@ impl Pins {
         let budget = (uapi::PINDIO_MAX_PINNED_PAGES as usize).saturating_sub(self.pages);
         let pin = HeldPin::new(req, addr, len, budget)?;
         let handle = self.free_handle();
-        let (pages, bytes) = (pin.pages, pin.bytes);
+        let (pages, bytes) = pin.counts();
         self.pins.push((handle, pin), GFP_KERNEL)?;
         self.pages += pages;
         self.last_handle = handle;
@@ -184,7 +212,7 @@ impl Pins {
             .position(|(h, _)| *h == handle)
             .ok_or(ENOENT)?;
         let (_, pin) = self.pins.remove(index)?;
-        self.pages -= pin.pages;
+        self.pages -= pin.counts().0;
         Ok(())
     }
 }
@@ -199,11 +227,24 @@ pub(crate) fn bench(
     len: u64,
     per_call: usize,
 ) -> Result<(u64, u64)> {
-    let dir = req_dir(&req);
+    if req.write {
+        bench_in::<FromDevice>(req, addr, len, per_call)
+    } else {
+        bench_in::<ToDevice>(req, addr, len, per_call)
+    }
+}
+
+/// [`bench`] of a pin for `D`.
+fn bench_in<D: Direction>(
+    req: PinRequest,
+    addr: UserPtr,
+    len: u64,
+    per_call: usize,
+) -> Result<(u64, u64)> {
     // One page array for the whole range, one batch filled `per_call` pages per extraction call
     // and released in one call: the shape of gup_test's pages array and unpin_user_pages().
     let mut slots = HeapSlots::new(range_pages(addr, len)?)?;
-    let mut src = UserPages::new(addr, len.try_into()?, dir, req.longterm)?;
+    let mut src = UserPages::<D>::new(addr, len.try_into()?, req.longterm)?;
     let t0 = Instant::<Monotonic>::now();
     let mut batch = src.empty_batch(&mut slots);
     src.fill(&mut batch, per_call)?;

@@ -16,9 +16,9 @@
 //!
 //! C: `include/linux/bio.h`, `block/bio.c`.
 
-use super::blk_mq::Request;
+use super::blk_mq::{QueueRef, ReqOp, Request};
 use super::block::BlockFile;
-use super::pages::{Batch, PageSlots, Release};
+use super::pages::{Batch, Direction, FromDevice, IoPage, PageSlots, Release, ToDevice};
 use crate::ffi::helpers;
 use core::{
     marker::{PhantomData, PhantomPinned},
@@ -30,7 +30,6 @@ use kernel::{
     alloc::flags::__GFP_NOWARN,
     bindings,
     error::to_result,
-    page::BorrowedPage,
     prelude::*,
     sync::atomic::{Atomic, Full, Relaxed},
     types::Opaque,
@@ -42,16 +41,28 @@ pub(crate) const SECTOR_SHIFT: u32 = bindings::SECTOR_SHIFT;
 /// Vectors of one bio at most.
 pub(crate) const BIO_MAX_VECS: usize = bindings::BIO_MAX_VECS as usize;
 
-/// The operation and flags of a bio (`blk_opf_t`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Opf(u32);
+/// The operation and flags of a bio (`blk_opf_t`) that moves data in direction `D`: a write
+/// ([`ToDevice`]: the device reads the memory) or a read ([`FromDevice`]: the device writes it).
+pub(crate) struct Opf<D: Direction>(u32, PhantomData<fn() -> D>);
 
-impl Opf {
+impl<D: Direction> Clone for Opf<D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<D: Direction> Copy for Opf<D> {}
+
+impl Opf<FromDevice> {
     /// A synchronous read (`REQ_OP_READ | REQ_SYNC`), as a direct read is.
     pub(crate) fn sync_read() -> Self {
-        Self(bindings::req_op_REQ_OP_READ | 1 << bindings::req_flag_bits___REQ_SYNC)
+        Self(
+            bindings::req_op_REQ_OP_READ | 1 << bindings::req_flag_bits___REQ_SYNC,
+            PhantomData,
+        )
     }
+}
 
+impl Opf<ToDevice> {
     /// A synchronous write (`REQ_OP_WRITE | REQ_SYNC | REQ_IDLE`, as `dio_bio_write_op` makes
     /// it), forced to stable storage (`REQ_FUA`) if `fua`.
     pub(crate) fn sync_write(fua: bool) -> Self {
@@ -61,29 +72,7 @@ impl Opf {
         if fua {
             opf |= 1 << bindings::req_flag_bits___REQ_FUA;
         }
-        Self(opf)
-    }
-
-    /// A read or write as a stacked device forwards one: `REQ_SYNC` and `REQ_FUA` carried over.
-    pub(crate) fn forward(write: bool, sync: bool, fua: bool) -> Self {
-        let mut opf = if write {
-            bindings::req_op_REQ_OP_WRITE
-        } else {
-            bindings::req_op_REQ_OP_READ
-        };
-        if sync {
-            opf |= 1 << bindings::req_flag_bits___REQ_SYNC;
-        }
-        if write && fua {
-            opf |= 1 << bindings::req_flag_bits___REQ_FUA;
-        }
-        Self(opf)
-    }
-
-    /// An empty flush of the volatile write cache (`REQ_OP_WRITE | REQ_PREFLUSH`), as
-    /// `blkdev_issue_flush` sends it.
-    pub(crate) fn flush() -> Self {
-        Self(bindings::req_op_REQ_OP_WRITE | 1 << bindings::req_flag_bits___REQ_PREFLUSH)
+        Self(opf, PhantomData)
     }
 }
 
@@ -93,21 +82,23 @@ mod sealed {
     pub(crate) trait Sealed {}
 }
 
-/// A bio that pages can be added to. Sealed: only the bios of this module are.
-pub(crate) trait AddPage<'p>: sealed::Sealed {
+/// A bio that moves data in direction `D` and that pages lent for `'p` can be added to. Sealed:
+/// only the bios of this module are.
+pub(crate) trait AddPage<'p, D: Direction>: sealed::Sealed {
     /// Adds `len` bytes at `offset` of `page` (`bio_add_page`): merged into the last vector if
     /// they continue it in memory, else as a new vector. `EINVAL` if the bio has no room for
     /// them, or if they do not lie within the page.
-    fn add_page(&mut self, page: &BorrowedPage<'p>, len: usize, offset: usize) -> Result;
+    fn add_page(&mut self, page: &IoPage<'p, D>, len: usize, offset: usize) -> Result;
 
-    /// Adds every page of `batch`, in order, as [`AddPage::add_page`] adds one; `EINVAL` if the
-    /// bio has no room for them all.
-    fn add_batch<S: PageSlots, R: Release>(&mut self, batch: &'p Batch<S, R>) -> Result {
+    /// Adds every page of `batch`, extracted for `D`, in order, as [`AddPage::add_page`] adds
+    /// one; `EINVAL` if the bio has no room for them all.
+    fn add_batch<S: PageSlots, R: Release<Dir = D>>(&mut self, batch: &'p Batch<S, R>) -> Result {
         let bio = self.raw_bio();
         batch.raw_segments().try_for_each(|(page, offset, len)| {
             let (len32, offset32) = (len.try_into()?, offset.try_into()?);
             // The page is valid while the batch is borrowed, for `'p`, which the bio's pages
-            // outlive; each segment lies within its page (type invariant of `Batch`).
+            // outlive, and lent for `D`, the bio's direction; each segment lies within its
+            // page (type invariant of `Batch`).
             // SAFETY: `raw_bio` is a bio not submitted that only this borrow of `self` uses.
             let added = unsafe { bindings::bio_add_page(bio, page, len32, offset32) };
             if usize::try_from(added).ok() != Some(len) {
@@ -126,11 +117,11 @@ pub(crate) trait AddPage<'p>: sealed::Sealed {
 ///
 /// # Safety
 ///
-/// `bio` is a valid bio, not submitted, that the caller alone uses; `page` outlives every use of
-/// the bio.
-unsafe fn add_page_raw(
+/// `bio` is a valid bio, not submitted, that the caller alone uses, whose direction is the
+/// page's; `page` outlives every use of the bio.
+unsafe fn add_page_raw<D: Direction>(
     bio: *mut bindings::bio,
-    page: &BorrowedPage<'_>,
+    page: &IoPage<'_, D>,
     len: usize,
     offset: usize,
 ) -> Result {
@@ -151,25 +142,27 @@ unsafe fn add_page_raw(
     Ok(())
 }
 
-/// An owned bio, not yet submitted, whose device and pages are borrowed for `'p`.
+/// An owned bio in direction `D`, not yet submitted, whose device and pages are borrowed for
+/// `'p`.
 ///
 /// # Invariants
 ///
-/// `bio` was allocated by `bio_alloc_bioset` and is owned here: not submitted, no other
-/// reference to it. Its device and every page added to it are valid for `'p`.
-pub(crate) struct Bio<'p> {
+/// `bio` was allocated by `bio_alloc_bioset` with an operation of direction `D` and is owned
+/// here: not submitted, no other reference to it. Its device and every page added to it are
+/// valid for `'p`, and every page was lent for `D`.
+pub(crate) struct Bio<'p, D: Direction> {
     bio: NonNull<bindings::bio>,
-    _pages: PhantomData<BorrowedPage<'p>>,
+    _pages: PhantomData<IoPage<'p, D>>,
 }
 
-impl<'p> Bio<'p> {
+impl<'p, D: Direction> Bio<'p, D> {
     /// A bio of room for `nr_vecs` vectors (at most [`BIO_MAX_VECS`]) for `dev`, at `sector`,
     /// from the filesystem bioset (`bio_alloc_bioset`, `GFP_KERNEL`). The bio does not hold the
     /// device open: `dev` must outlive it, as its pages do.
     pub(crate) fn alloc(
         dev: &'p BlockFile<'_>,
         nr_vecs: usize,
-        opf: Opf,
+        opf: Opf<D>,
         sector: u64,
     ) -> Result<Self> {
         if nr_vecs > BIO_MAX_VECS {
@@ -189,7 +182,7 @@ impl<'p> Bio<'p> {
         let bio = NonNull::new(bio).ok_or(ENOMEM)?;
         // SAFETY: A new bio, ours alone.
         unsafe { (*bio.as_ptr()).bi_iter.bi_sector = sector };
-        // INVARIANT: allocated and owned; no page added yet.
+        // INVARIANT: allocated with `opf`, of direction `D`, and owned; no page added yet.
         Ok(Self {
             bio,
             _pages: PhantomData,
@@ -220,12 +213,12 @@ impl<'p> Bio<'p> {
     }
 }
 
-impl sealed::Sealed for Bio<'_> {}
+impl<D: Direction> sealed::Sealed for Bio<'_, D> {}
 
-impl<'p> AddPage<'p> for Bio<'p> {
-    fn add_page(&mut self, page: &BorrowedPage<'p>, len: usize, offset: usize) -> Result {
-        // SAFETY: Owned and not submitted (type invariant); the page is valid for `'p`, which
-        // the bio's pages must outlive.
+impl<'p, D: Direction> AddPage<'p, D> for Bio<'p, D> {
+    fn add_page(&mut self, page: &IoPage<'p, D>, len: usize, offset: usize) -> Result {
+        // SAFETY: Owned and not submitted, of direction `D` (type invariant); the page is
+        // valid for `'p`, which the bio's pages must outlive, and lent for `D`.
         unsafe { add_page_raw(self.bio.as_ptr(), page, len, offset) }
     }
 
@@ -234,7 +227,7 @@ impl<'p> AddPage<'p> for Bio<'p> {
     }
 }
 
-impl Drop for Bio<'_> {
+impl<D: Direction> Drop for Bio<'_, D> {
     fn drop(&mut self) {
         // SAFETY: Owned and never submitted (type invariant): ours to put. It holds no page
         // references of its own.
@@ -243,24 +236,28 @@ impl Drop for Bio<'_> {
 }
 
 /// The bio on the stack of [`submit_wait_on_stack`] or [`submit_wait_alloc`], lent to its
-/// `fill`.
+/// `fill`, in direction `D`; it takes pages lent for `'p`, a lifetime the caller of those
+/// functions chooses, so it outlives the call, and with it the submission and the wait.
 ///
 /// # Invariants
 ///
-/// `bio` is valid and initialised (`bio_init`) while this lives, not submitted, and used by
-/// nothing else.
-pub(crate) struct StackBio<'b> {
+/// `bio` is valid and initialised (`bio_init`) with an operation of direction `D` while this
+/// lives, not submitted, and used by nothing else. It is submitted and waited for, or dropped,
+/// before the function that made it returns, within `'p`.
+pub(crate) struct StackBio<'p, D: Direction> {
     bio: *mut bindings::bio,
-    _frame: PhantomData<&'b mut ()>,
+    // Invariant in `'p`: a `&mut StackBio<'p, D>` cannot be given pages of a shorter life.
+    _pages: PhantomData<fn(&'p ()) -> &'p ()>,
+    _dir: PhantomData<fn() -> D>,
 }
 
-impl sealed::Sealed for StackBio<'_> {}
+impl<D: Direction> sealed::Sealed for StackBio<'_, D> {}
 
-impl<'p> AddPage<'p> for StackBio<'_> {
-    fn add_page(&mut self, page: &BorrowedPage<'p>, len: usize, offset: usize) -> Result {
-        // SAFETY: Initialised, not submitted, ours alone (type invariant). The bio is submitted
-        // and waited for, or dropped, before `submit_wait_over` returns, which the page
-        // outlives: the caller holds it across that call.
+impl<'p, D: Direction> AddPage<'p, D> for StackBio<'p, D> {
+    fn add_page(&mut self, page: &IoPage<'p, D>, len: usize, offset: usize) -> Result {
+        // SAFETY: Initialised, not submitted, ours alone, of direction `D` (type invariant).
+        // The bio is submitted and waited for, or dropped, within `'p`, which the page
+        // outlives.
         unsafe { add_page_raw(self.bio, page, len, offset) }
     }
 
@@ -272,12 +269,13 @@ impl<'p> AddPage<'p> for StackBio<'_> {
 /// Builds one bio of up to `N` vectors on this function's stack for `dev` at `sector`, lets
 /// `fill` add its pages, then submits it and waits for it (`submit_bio_wait`), as
 /// `__blkdev_direct_IO_simple` does with its on-stack bio: no allocation. Returns the error of
-/// `fill`, or the bio's. The bio is gone when this returns.
-pub(crate) fn submit_wait_on_stack<const N: usize>(
+/// `fill`, or the bio's. The bio is gone when this returns. The pages are borrowed for `'p`,
+/// which outlives this call: a page that `fill` made and dropped itself cannot be added.
+pub(crate) fn submit_wait_on_stack<'p, const N: usize, D: Direction>(
     dev: &BlockFile<'_>,
-    opf: Opf,
+    opf: Opf<D>,
     sector: u64,
-    fill: impl FnOnce(&mut StackBio<'_>) -> Result,
+    fill: impl FnOnce(&mut StackBio<'p, D>) -> Result,
 ) -> Result {
     let mut vecs = MaybeUninit::<[bindings::bio_vec; N]>::uninit();
     // SAFETY: `vecs` has room for `N` vectors and stays in this frame, unused by anything else,
@@ -288,12 +286,12 @@ pub(crate) fn submit_wait_on_stack<const N: usize>(
 /// [`submit_wait_on_stack`] for a bio of up to `nr_vecs` vectors (at most [`BIO_MAX_VECS`]),
 /// allocated for the call, as `__blkdev_direct_IO_simple` allocates those beyond its inline
 /// ones; the bio itself is still on the stack.
-pub(crate) fn submit_wait_alloc(
+pub(crate) fn submit_wait_alloc<'p, D: Direction>(
     dev: &BlockFile<'_>,
     nr_vecs: usize,
-    opf: Opf,
+    opf: Opf<D>,
     sector: u64,
-    fill: impl FnOnce(&mut StackBio<'_>) -> Result,
+    fill: impl FnOnce(&mut StackBio<'p, D>) -> Result,
 ) -> Result {
     if nr_vecs > BIO_MAX_VECS {
         return Err(EINVAL);
@@ -313,13 +311,13 @@ pub(crate) fn submit_wait_alloc(
 /// # Safety
 ///
 /// `vecs` is valid for writes of `n` vectors, which nothing else uses until this returns.
-unsafe fn submit_wait_over(
+unsafe fn submit_wait_over<'p, D: Direction>(
     dev: &BlockFile<'_>,
     vecs: *mut bindings::bio_vec,
     n: usize,
-    opf: Opf,
+    opf: Opf<D>,
     sector: u64,
-    fill: impl FnOnce(&mut StackBio<'_>) -> Result,
+    fill: impl FnOnce(&mut StackBio<'p, D>) -> Result,
 ) -> Result {
     let mut bio = MaybeUninit::<bindings::bio>::uninit();
     let raw = bio.as_mut_ptr();
@@ -330,13 +328,15 @@ unsafe fn submit_wait_over(
         bindings::bio_init(raw, dev.as_raw(), vecs, n.try_into()?, opf.0);
         (*raw).bi_iter.bi_sector = sector;
     }
-    // INVARIANT: initialised above, not submitted; `fill` cannot keep it past its return.
+    // INVARIANT: initialised above with `opf`, of direction `D`, not submitted; `fill` cannot
+    // keep it past its return (it only borrows it).
     let ret = fill(&mut StackBio {
         bio: raw,
-        _frame: PhantomData,
+        _pages: PhantomData,
+        _dir: PhantomData,
     })
-    // SAFETY: Initialised and filled; the pages added outlive this call (see `StackBio`), and
-    // `submit_bio_wait` returns once the bio completed.
+    // SAFETY: Initialised and filled; the pages added are borrowed for `'p`, which outlives
+    // this call, and `submit_bio_wait` returns once the bio completed.
     .and_then(|()| to_result(unsafe { bindings::submit_bio_wait(raw) }));
     // SAFETY: Initialised above; completed or never submitted, so nothing refers to it.
     unsafe { bindings::bio_uninit(raw) };
@@ -405,13 +405,7 @@ struct BioGroup {
 impl BioGroup {
     /// Drops one reference (a completed bio's, or the owner's); the last one completes `done`.
     fn put(&self) {
-        // The `completion_early` mutant (`make mutants`) counts one bio short.
-        let last = if cfg!(pindio_mutant = "completion_early") {
-            2
-        } else {
-            1
-        };
-        if self.pending.fetch_sub(1, Full) <= last {
+        if self.pending.fetch_sub(1, Full) <= 1 {
             self.done.complete_all();
         }
     }
@@ -448,7 +442,7 @@ pub(crate) struct Submitter<'s> {
 
 impl<'s> Submitter<'s> {
     /// Submits `bio` (`submit_bio`); its completion is accounted in the [`InFlight`].
-    pub(crate) fn submit(&mut self, bio: Bio<'s>) {
+    pub(crate) fn submit<D: Direction>(&mut self, bio: Bio<'s, D>) {
         let bio = ManuallyDrop::new(bio).bio.as_ptr();
         self.group.pending.fetch_add(1, Full);
         // The group and the data of the `InFlight` (which the bio borrows for `'s`) outlive
@@ -585,9 +579,30 @@ unsafe impl Send for BioSet {}
 // SAFETY: As above.
 unsafe impl Sync for BioSet {}
 
-/// Forwards `rq` to `dev` at `sector` as bios of `opf` from `set` whose pages are the request's
-/// own, or as one bio with no data for a flush. The last bio's completion ends the request with
-/// the first error of them all, in whatever context it completes.
+/// The operation and flags of the bios [`forward`] makes of `rq`: the request's own operation
+/// (a read stays a read: its pages are the ones a device may write), with `REQ_SYNC` and, for a
+/// write, `REQ_FUA` carried over; a flush is an empty `REQ_OP_WRITE | REQ_PREFLUSH`, as
+/// `blkdev_issue_flush` sends it. `None` for any other operation.
+fn forward_opf(rq: &Request) -> Option<u32> {
+    let flag = |set: bool, bit: u32| if set { 1 << bit } else { 0 };
+    let sync = flag(rq.sync(), bindings::req_flag_bits___REQ_SYNC);
+    let fua = flag(rq.fua(), bindings::req_flag_bits___REQ_FUA);
+    match rq.op() {
+        ReqOp::Read => Some(bindings::req_op_REQ_OP_READ | sync),
+        ReqOp::Write => Some(bindings::req_op_REQ_OP_WRITE | sync | fua),
+        ReqOp::Flush => {
+            Some(bindings::req_op_REQ_OP_WRITE | 1 << bindings::req_flag_bits___REQ_PREFLUSH)
+        }
+        ReqOp::Other => None,
+    }
+}
+
+/// Forwards `rq` to `dev` at `sector` as bios from `set` whose pages are the request's own, in
+/// the request's direction (see [`forward_opf`]), or as one bio with no data for a flush; any
+/// other operation ends with `EOPNOTSUPP`. The last bio's completion ends the request with the
+/// first error of them all, in whatever context it completes. `dev` and `set` are parts of the
+/// disk's queue data ([`QueueRef`]): they stay valid until the request has ended, which the bios
+/// use them until.
 ///
 /// Each of the request's bios becomes one bio on `dev` over the same vectors
 /// (`bio_alloc_clone`, as device mapper stacks bios): its pages are listed by reference, never
@@ -600,7 +615,15 @@ unsafe impl Sync for BioSet {}
 /// `blk_finish_plug`), it cannot submit: the bios would be plugged into the list being flushed,
 /// which the block layer does not allow. The request is requeued instead, and dispatched again
 /// from kblockd, which has no plug.
-pub(crate) fn forward(rq: Request, dev: &BlockFile<'_>, set: &BioSet, opf: Opf, sector: u64) {
+pub(crate) fn forward(
+    rq: Request,
+    dev: QueueRef<'_, BlockFile<'_>>,
+    set: QueueRef<'_, BioSet>,
+    sector: u64,
+) {
+    let Some(opf) = forward_opf(&rq) else {
+        return rq.end(Err(EOPNOTSUPP));
+    };
     if super::block::current_plugged() {
         return rq.requeue();
     }
@@ -610,8 +633,8 @@ pub(crate) fn forward(rq: Request, dev: &BlockFile<'_>, set: &BioSet, opf: Opf, 
     let mut at = sector;
     for src in rq.bios() {
         // SAFETY: `src` is a bio of the request, valid with its vectors until the request ends,
-        // which only the last bio's completion does; the device is valid while `dev` lives and
-        // the caller keeps it open until then; the bio set is set up (its type invariant).
+        // which only the last bio's completion does; the device and the bio set (set up, its
+        // type invariant) are queue data, valid until then too (`QueueRef`).
         let bio = unsafe {
             bindings::bio_alloc_clone(
                 dev.as_raw(),
@@ -627,7 +650,7 @@ pub(crate) fn forward(rq: Request, dev: &BlockFile<'_>, set: &BioSet, opf: Opf, 
         // SAFETY: A new bio, ours alone; `last` too, not submitted: it completes into `bio` from
         // now on.
         unsafe {
-            (*bio).bi_opf = opf.0;
+            (*bio).bi_opf = opf;
             (*bio).bi_iter.bi_sector = at;
             at += u64::from((*bio).bi_iter.bi_size >> SECTOR_SHIFT);
             if !last.is_null() {
@@ -641,7 +664,7 @@ pub(crate) fn forward(rq: Request, dev: &BlockFile<'_>, set: &BioSet, opf: Opf, 
         // A flush: one bio, empty.
         // SAFETY: As above, with no vectors at all.
         last = unsafe {
-            bindings::bio_alloc_bioset(dev.as_raw(), 0, opf.0, helpers::GFP_NOIO, set.inner.get())
+            bindings::bio_alloc_bioset(dev.as_raw(), 0, opf, helpers::GFP_NOIO, set.inner.get())
         };
         if last.is_null() {
             ret = Err(ENOMEM);

@@ -39,8 +39,53 @@ pub(crate) trait Operations: Sized + 'static {
     type QueueData: Send + Sync;
 
     /// Handles `rq`: ends it, or hands it to what will end it. May sleep: the tag sets of this
-    /// module are `BLK_MQ_F_BLOCKING`.
-    fn queue_rq(data: &Self::QueueData, rq: Request);
+    /// module are `BLK_MQ_F_BLOCKING`. `data` stays valid until every request of the disk has
+    /// ended, `rq` included, so what is handed on with the request may borrow from it.
+    fn queue_rq(data: QueueRef<'_, Self::QueueData>, rq: Request);
+}
+
+/// A borrow of (a part of) a disk's queue data, as [`Operations::queue_rq`] is given it: what it
+/// points to stays valid until every request of the disk has ended, longer than `'q`, so a
+/// request handed on may use it until it ends (see [`super::bio::forward`]).
+///
+/// # Invariants
+///
+/// `data` is, or lives as long as, the queue data of a [`GenDisk`], which is freed only after
+/// the disk was deleted, when every request of it has ended.
+pub(crate) struct QueueRef<'q, T: ?Sized> {
+    data: &'q T,
+}
+
+impl<T: ?Sized> Clone for QueueRef<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: ?Sized> Copy for QueueRef<'_, T> {}
+
+impl<'q, T: ?Sized> QueueRef<'q, T> {
+    /// # Safety
+    ///
+    /// `data` lives until every request of the disk it serves has ended.
+    unsafe fn new(data: &'q T) -> Self {
+        // INVARIANT: by the function's safety requirements.
+        Self { data }
+    }
+
+    /// A part of the data, as `f` finds it: a reference `f` returns for any borrow of the data
+    /// is into the data (or lives forever), so it lives as long as the data does.
+    pub(crate) fn map<U: ?Sized>(self, f: impl for<'a> FnOnce(&'a T) -> &'a U) -> QueueRef<'q, U> {
+        // INVARIANT: `f` cannot return a reference that the data does not outlive.
+        QueueRef { data: f(self.data) }
+    }
+}
+
+impl<T: ?Sized> core::ops::Deref for QueueRef<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.data
+    }
 }
 
 /// The `blk_mq_ops` of a driver `T`.
@@ -65,6 +110,9 @@ impl<T: Operations> OperationsVTable<T> {
         };
         if let Some(rq) = NonNull::new(rq) {
             // INVARIANT: started above and not ended; the driver owns it from here on.
+            // SAFETY: The queue data is freed only once the disk was deleted (`GenDisk`'s drop),
+            // when every request of it has ended.
+            let data = unsafe { QueueRef::new(data) };
             T::queue_rq(data, Request { rq });
         }
         bindings::BLK_STS_OK as bindings::blk_status_t
@@ -471,9 +519,14 @@ impl Request {
 
 /// Ends `rq` with `status` from the completion of another device's I/O, in whatever context
 /// that runs. A request of a flush sequence (`RQF_FLUSH_SEQ`) is completed through
-/// `blk_mq_complete_request` instead, and ended from the block softirq: ending it takes its
-/// queue's flush lock, and the completion may run under the other device's flush lock (of the
-/// same lock class), as null_blk completes a flush inline.
+/// `blk_mq_complete_request` instead: ending it takes its queue's flush lock, and the
+/// completion may run under the other device's flush lock (of the same lock class), as
+/// null_blk completes a flush inline. `blk_mq_complete_request_remote` defers it to the block
+/// softirq (or another CPU) whenever the machine has more than one CPU, since these tag sets
+/// have one hardware queue, whose context then maps several CPUs; on a machine of one CPU it
+/// completes inline, under that lock, which lockdep reports as possible recursive locking
+/// (nvme-loop gives its flush queues a lock class of their own for this,
+/// `blk_mq_hctx_set_fq_lock_class`).
 ///
 /// # Safety
 ///

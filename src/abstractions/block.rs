@@ -161,12 +161,20 @@ impl<'f> BlockFile<'f> {
         &self.info
     }
 
-    /// The queue limits and features of the device now (`bdev_limits`).
+    /// The queue limits and features of the device now, copied under the queue's limits lock
+    /// (`queue_limits_start_update`, then `queue_limits_cancel_update`): the limits are
+    /// updated as a whole under that lock (`queue_limits_commit_update`), so an unlocked read
+    /// could race with the update. May sleep.
     pub(crate) fn queue_limits(&self) -> QueueLimits {
-        // SAFETY: The device is valid while `self` lives (type invariant); its limits are
-        // updated as a whole under the queue's limits lock, and a torn read only yields limits
-        // the device had.
-        let lim = unsafe { &*helpers::pindio_bdev_limits(self.bdev.as_ptr()) };
+        // SAFETY: The device is valid while `self` lives (type invariant), and so is its queue.
+        let q = unsafe { helpers::pindio_bdev_get_queue(self.bdev.as_ptr()) };
+        // SAFETY: `q` is a live queue; the lock taken here is released right after the copy,
+        // by this task.
+        let lim = unsafe {
+            let lim = helpers::pindio_queue_limits_start_update(q);
+            helpers::pindio_queue_limits_cancel_update(q);
+            lim
+        };
         QueueLimits {
             physical_block_size: lim.physical_block_size,
             max_sectors: lim.max_sectors,

@@ -32,46 +32,168 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
-/// Which way the data moves, seen from the memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Dir {
-    /// The device reads the memory (memory-to-device, e.g. a write to a disk).
-    ToDevice,
-    /// The device writes the memory (device-to-memory, e.g. a read from a disk): user pages are
-    /// pinned with `FOLL_WRITE` and dirtied before they are unpinned.
-    FromDevice,
+/// Keeps the traits of this module to its own types: a batch trusts its slots to be the array
+/// extraction filled and its release to be what the extraction took, and the bios of
+/// [`super::bio`] trust a direction to say what the device does to the memory.
+mod sealed {
+    use kernel::bindings;
+
+    pub(crate) trait Slots {
+        /// The slots, each of which a batch may fill with one page. Every call returns the same
+        /// array (as long as `self` is not moved), which nothing but these calls reads or
+        /// writes.
+        fn slots(&mut self) -> &mut [*mut bindings::page];
+
+        /// The slots, to read: the array [`Slots::slots`] returns.
+        fn slots_ref(&self) -> &[*mut bindings::page];
+    }
+
+    pub(crate) trait Release {}
+
+    pub(crate) trait Direction {
+        /// The `iov_iter` direction of the memory: `ITER_SOURCE` or `ITER_DEST`.
+        const ITER: u32;
+        /// `FOLL_WRITE` if the device writes the memory, else 0.
+        const FOLL: u32;
+    }
 }
 
-impl Dir {
-    /// The `iov_iter` direction: memory is the source or the destination of the data.
-    fn iter_dir(self) -> u32 {
-        match self {
-            Dir::ToDevice => bindings::ITER_SOURCE,
-            Dir::FromDevice => bindings::ITER_DEST,
+/// Which way the data moves, seen from the memory, as a type: [`ToDevice`] or [`FromDevice`]
+/// (as `kernel::iov` has `IovIterSource` and `IovIterDest`). Pages extracted for one direction
+/// can only go into bios of that direction: a bio that writes memory ([`FromDevice`], a read
+/// from a disk) takes only pages pinned with `FOLL_WRITE` or lent mutably. Sealed.
+pub(crate) trait Direction: sealed::Direction + Sized + 'static {}
+
+/// The device reads the memory (memory-to-device, e.g. a write to a disk): user pages are
+/// pinned without `FOLL_WRITE` (untouched anonymous memory may be the shared zero page), kernel
+/// memory is lent shared.
+pub(crate) enum ToDevice {}
+
+/// The device writes the memory (device-to-memory, e.g. a read from a disk): user pages are
+/// pinned with `FOLL_WRITE` and dirtied before they are unpinned, kernel memory is lent
+/// mutably.
+pub(crate) enum FromDevice {}
+
+impl sealed::Direction for ToDevice {
+    const ITER: u32 = bindings::ITER_SOURCE;
+    const FOLL: u32 = 0;
+}
+impl Direction for ToDevice {}
+
+impl sealed::Direction for FromDevice {
+    const ITER: u32 = bindings::ITER_DEST;
+    const FOLL: u32 = bindings::FOLL_WRITE;
+}
+impl Direction for FromDevice {}
+
+/// A page lent to a device for `'p`, for a transfer in direction `D`: for [`FromDevice`], one
+/// the device may write.
+///
+/// # Invariants
+///
+/// `page` is a valid page for `'p`. For [`FromDevice`], its memory may be written by a device
+/// for `'p`: it was lent mutably (`&mut Page`, a kernel buffer borrowed mutably) or pinned with
+/// `FOLL_WRITE`.
+pub(crate) struct IoPage<'p, D: Direction> {
+    page: BorrowedPage<'p>,
+    _dir: PhantomData<fn() -> D>,
+}
+
+impl<'p, D: Direction> IoPage<'p, D> {
+    /// # Safety
+    ///
+    /// `page` is valid for `'p`, and for [`FromDevice`] a device may write it for `'p`.
+    unsafe fn from_raw(page: NonNull<bindings::page>) -> Self {
+        // INVARIANT: by the function's safety requirements.
+        Self {
+            // SAFETY: The page is valid for `'p`, by the function's safety requirements.
+            page: unsafe { BorrowedPage::from_raw(page) },
+            _dir: PhantomData,
         }
     }
 }
 
-/// Room for the page pointers of one batch.
-pub(crate) trait PageSlots {
-    /// The slots, each of which a batch may fill with one page.
-    fn slots(&mut self) -> &mut [*mut bindings::page];
-
-    /// The slots, to read.
-    fn slots_ref(&self) -> &[*mut bindings::page];
+impl<'p> IoPage<'p, ToDevice> {
+    /// `page`, for a device to read.
+    pub(crate) fn shared(page: &'p Page) -> Self {
+        // SAFETY: `page` owns a reference to a valid page (so not null), which outlives the
+        // borrow; a device only reads it.
+        unsafe { Self::from_raw(NonNull::new_unchecked(page.as_ptr())) }
+    }
 }
 
-/// Slots for `N` pages, meant to live on the caller's stack.
+impl<'p> IoPage<'p, FromDevice> {
+    /// `page`, for a device to write: borrowed mutably, so nothing else uses it meanwhile.
+    pub(crate) fn exclusive(page: &'p mut Page) -> Self {
+        // SAFETY: As for `shared`, and the page is borrowed mutably for `'p`: the device may
+        // write it.
+        unsafe { Self::from_raw(NonNull::new_unchecked(page.as_ptr())) }
+    }
+}
+
+/// The page itself (its contents are only reached by `Page`'s unsafe methods, whose callers
+/// account for a device writing it).
+impl<D: Direction> core::ops::Deref for IoPage<'_, D> {
+    type Target = Page;
+
+    fn deref(&self) -> &Page {
+        &self.page
+    }
+}
+
+/// A page owned here and lent to devices for direction `D`: for [`FromDevice`], devices may
+/// write it whenever it is borrowed ([`LentPage::io_page`]), so its contents are only read
+/// with `Page`'s unsafe methods, whose callers know when no device writes it.
+pub(crate) struct LentPage<D: Direction> {
+    page: Page,
+    _dir: PhantomData<fn() -> D>,
+}
+
+impl<D: Direction> LentPage<D> {
+    /// `page`, to be lent for `D`.
+    pub(crate) fn new(page: Page) -> Self {
+        Self {
+            page,
+            _dir: PhantomData,
+        }
+    }
+
+    /// The page, lent for `D` while `self` is borrowed.
+    pub(crate) fn io_page(&self) -> IoPage<'_, D> {
+        // SAFETY: The page is owned here, valid while `self` is borrowed; for `FromDevice`,
+        // lending it to devices to write is what it is for, and nothing reads it but through
+        // `Page`'s unsafe methods.
+        unsafe { IoPage::from_raw(NonNull::new_unchecked(self.page.as_ptr())) }
+    }
+}
+
+impl<D: Direction> core::ops::Deref for LentPage<D> {
+    type Target = Page;
+
+    fn deref(&self) -> &Page {
+        &self.page
+    }
+}
+
+/// Room for the page pointers of one batch. Sealed: a batch unpins what its slots return, so
+/// only the slots of this module are.
+pub(crate) trait PageSlots: sealed::Slots {}
+
+/// Slots for `N` pages, meant to live on the caller's stack. `N` is at least 1 (checked when
+/// the program is built).
 pub(crate) struct StackSlots<const N: usize>([*mut bindings::page; N]);
 
 impl<const N: usize> StackSlots<N> {
-    /// Empty slots for `N` pages.
+    /// Empty slots for `N` pages. `StackSlots::<0>::new()` does not build (the check runs
+    /// where the call is compiled to code, as every function the module uses is): no
+    /// extraction can fill zero slots (`want_pages_array` warns).
     pub(crate) fn new() -> Self {
+        const { assert!(N > 0, "StackSlots need room for at least one page") };
         Self([ptr::null_mut(); N])
     }
 }
 
-impl<const N: usize> PageSlots for StackSlots<N> {
+impl<const N: usize> sealed::Slots for StackSlots<N> {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         &mut self.0
     }
@@ -80,22 +202,31 @@ impl<const N: usize> PageSlots for StackSlots<N> {
         &self.0
     }
 }
+impl<const N: usize> PageSlots for StackSlots<N> {}
 
 /// Slots allocated once, for as many pages as a large extraction wants per batch.
+///
+/// # Invariants
+///
+/// The array has at least one slot.
 pub(crate) struct HeapSlots(KVVec<*mut bindings::page>);
 
 impl HeapSlots {
     /// Slots for `pages` pages (a number the caller of an ioctl chose: no warning if there is
-    /// no memory for them, only `ENOMEM`).
+    /// no memory for them, only `ENOMEM`); `EINVAL` for 0.
     pub(crate) fn new(pages: usize) -> Result<Self> {
+        if pages == 0 {
+            return Err(EINVAL);
+        }
         let gfp = GFP_KERNEL | __GFP_NOWARN;
         let mut v = KVVec::with_capacity(pages, gfp)?;
         v.resize(pages, ptr::null_mut(), gfp)?;
+        // INVARIANT: `pages > 0` slots.
         Ok(Self(v))
     }
 }
 
-impl PageSlots for HeapSlots {
+impl sealed::Slots for HeapSlots {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         &mut self.0
     }
@@ -104,6 +235,7 @@ impl PageSlots for HeapSlots {
         &self.0
     }
 }
+impl PageSlots for HeapSlots {}
 
 /// Slots for up to `N` pages inline (on the stack, or in whatever holds them), allocated
 /// ([`HeapSlots`]) for more.
@@ -125,7 +257,7 @@ impl<const N: usize> Slots<N> {
     }
 }
 
-impl<const N: usize> PageSlots for Slots<N> {
+impl<const N: usize> sealed::Slots for Slots<N> {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         match self {
             Self::Inline(s) => s.slots(),
@@ -140,18 +272,9 @@ impl<const N: usize> PageSlots for Slots<N> {
         }
     }
 }
+impl<const N: usize> PageSlots for Slots<N> {}
 
-impl PageSlots for [*mut bindings::page] {
-    fn slots(&mut self) -> &mut [*mut bindings::page] {
-        self
-    }
-
-    fn slots_ref(&self) -> &[*mut bindings::page] {
-        self
-    }
-}
-
-impl<T: PageSlots + ?Sized> PageSlots for &mut T {
+impl<T: PageSlots + ?Sized> sealed::Slots for &mut T {
     fn slots(&mut self) -> &mut [*mut bindings::page] {
         (**self).slots()
     }
@@ -160,14 +283,21 @@ impl<T: PageSlots + ?Sized> PageSlots for &mut T {
         (**self).slots_ref()
     }
 }
+impl<T: PageSlots + ?Sized> PageSlots for &mut T {}
 
-// SAFETY: `HeapSlots` only stores page pointers; which thread frees the array does not matter.
+// SAFETY: `HeapSlots` only stores page pointers, plain values; which thread frees the array
+// does not matter.
 unsafe impl Send for HeapSlots {}
-// SAFETY: `&HeapSlots` gives no access to the pointers.
+// SAFETY: `&HeapSlots` only reads the pointers (`slots_ref`), plain values that may be read from
+// any thread; nothing is reached through them without a batch, which has its own bounds.
 unsafe impl Sync for HeapSlots {}
 
-/// How a batch gives its pages back.
-pub(crate) trait Release {
+/// How a batch gives its pages back, and which way its pages may be used. Sealed: a batch
+/// trusts it to release exactly what the extraction took.
+pub(crate) trait Release: sealed::Release {
+    /// The direction the pages were extracted for.
+    type Dir: Direction;
+
     /// Releases `pages`, each holding whatever this kind of extraction took on it.
     ///
     /// # Safety
@@ -176,39 +306,24 @@ pub(crate) trait Release {
     unsafe fn release(&self, pages: &mut [*mut bindings::page]);
 }
 
-/// Pages pinned with FOLL_PIN: released by unpinning, dirtied first if `dirty`.
-pub(crate) struct Pinned {
-    dirty: bool,
-}
+/// Pages pinned with FOLL_PIN for direction `D`: released by unpinning, dirtied first for
+/// [`FromDevice`].
+pub(crate) struct Pinned<D: Direction>(PhantomData<fn() -> D>);
 
-impl Release for Pinned {
+impl<D: Direction> sealed::Release for Pinned<D> {}
+
+impl<D: Direction> Release for Pinned<D> {
+    type Dir = D;
+
     unsafe fn release(&self, pages: &mut [*mut bindings::page]) {
-        // The `no_dirty` mutant (`make mutants`) forgets to dirty the pages of a read.
-        let dirty = self.dirty && !cfg!(pindio_mutant = "no_dirty");
-        #[cfg(pindio_mutant = "foll_get")]
-        {
-            for &page in pages.iter() {
-                // SAFETY: The `foll_get` mutant took one reference on each page, dropped here.
-                unsafe {
-                    if dirty {
-                        bindings::set_page_dirty_lock(page);
-                    }
-                    helpers::pindio_put_page(page)
-                };
-            }
-            return;
-        }
+        let dirty = D::FOLL & bindings::FOLL_WRITE != 0;
         // SAFETY: The caller guarantees each page holds one FOLL_PIN pin, which this drops;
         // `pages` is valid for `pages.len()` entries.
-        #[allow(unreachable_code)]
-        unsafe {
-            bindings::unpin_user_pages_dirty_lock(pages.as_mut_ptr(), pages.len(), dirty)
-        };
+        unsafe { bindings::unpin_user_pages_dirty_lock(pages.as_mut_ptr(), pages.len(), dirty) };
     }
 }
 
-/// `pin_user_pages_fast`: pins `nr_pages` pages of user memory from `start` into `pages`. In the
-/// `foll_get` mutant (`make mutants`), `get_user_pages_fast`: references, not pins.
+/// `pin_user_pages_fast`: pins `nr_pages` pages of user memory from `start` into `pages`.
 ///
 /// # Safety
 ///
@@ -219,29 +334,20 @@ unsafe fn pin_user_pages_fast(
     gup_flags: u32,
     pages: *mut *mut bindings::page,
 ) -> i32 {
-    #[cfg(pindio_mutant = "foll_get")]
-    // SAFETY: As below.
-    return unsafe { bindings::get_user_pages_fast(start, nr_pages, gup_flags, pages) };
     // SAFETY: By the function's safety requirements.
-    #[allow(unreachable_code)]
-    unsafe {
-        bindings::pin_user_pages_fast(start, nr_pages, gup_flags, pages)
-    }
+    unsafe { bindings::pin_user_pages_fast(start, nr_pages, gup_flags, pages) }
 }
 
-/// `page`, borrowed, as the bios of [`super::bio`] take their pages: for memory the caller owns
-/// as a [`Page`].
-pub(crate) fn borrow_page(page: &Page) -> BorrowedPage<'_> {
-    // SAFETY: `page` owns a reference to a valid (so non-null) page, which outlives the
-    // returned borrow of it.
-    unsafe { BorrowedPage::from_raw(NonNull::new_unchecked(page.as_ptr())) }
-}
+/// Pages of kernel memory that were only listed, for direction `D`: nothing to release, but the
+/// pages stay valid only while the buffer they belong to is borrowed (`'a`; mutably for
+/// [`FromDevice`]).
+pub(crate) struct Listed<'a, D: Direction>(PhantomData<&'a [u8]>, PhantomData<fn() -> D>);
 
-/// Pages of kernel memory that were only listed: nothing to release, but the pages stay valid
-/// only while the buffer they belong to is borrowed (`'a`).
-pub(crate) struct Listed<'a>(PhantomData<&'a [u8]>);
+impl<D: Direction> sealed::Release for Listed<'_, D> {}
 
-impl Release for Listed<'_> {
+impl<D: Direction> Release for Listed<'_, D> {
+    type Dir = D;
+
     unsafe fn release(&self, _pages: &mut [*mut bindings::page]) {}
 }
 
@@ -261,10 +367,11 @@ pub(crate) struct Batch<S: PageSlots, R: Release> {
     release: R,
 }
 
-/// A batch of pinned user pages.
-pub(crate) type PinnedBatch<S> = Batch<S, Pinned>;
-/// A batch of listed kernel pages, valid while the kernel buffer is borrowed for `'a`.
-pub(crate) type ListedBatch<'a, S> = Batch<S, Listed<'a>>;
+/// A batch of user pages pinned for direction `D`.
+pub(crate) type PinnedBatch<S, D> = Batch<S, Pinned<D>>;
+/// A batch of listed kernel pages for direction `D`, valid while the kernel buffer is borrowed
+/// for `'a`.
+pub(crate) type ListedBatch<'a, S, D> = Batch<S, Listed<'a, D>>;
 
 impl<S: PageSlots, R: Release> Batch<S, R> {
     /// The batch an extraction call filled in `slots`: `len` bytes from `offset0` into the
@@ -300,14 +407,15 @@ impl<S: PageSlots, R: Release> Batch<S, R> {
     }
 
     /// The batch as `(page, offset, len)` segments, in order; the pages are borrowed from the
-    /// batch, which holds them.
-    pub(crate) fn segments(&self) -> impl Iterator<Item = (BorrowedPage<'_>, usize, usize)> {
+    /// batch, which holds them for its direction.
+    pub(crate) fn segments(&self) -> impl Iterator<Item = (IoPage<'_, R::Dir>, usize, usize)> {
         self.raw_segments().filter_map(|(page, offset, len)| {
             let page = NonNull::new(page)?;
-            // SAFETY: By the type invariant the page is valid until the batch is dropped,
-            // which the borrow of `self` that the returned page carries outlives.
-            let page = unsafe { BorrowedPage::from_raw(page) };
-            Some((page, offset, len))
+            // SAFETY: By the type invariant the page is valid until the batch is dropped, which
+            // the borrow of `self` that the returned page carries outlives; it was pinned with
+            // `FOLL_WRITE` or listed from a buffer borrowed mutably if the batch's direction is
+            // `FromDevice`.
+            Some((unsafe { IoPage::from_raw(page) }, offset, len))
         })
     }
 
@@ -376,9 +484,12 @@ impl<S: PageSlots, R: Release> Drop for Batch<S, R> {
 
 // SAFETY: A pinned batch owns its pins; unpinning may happen on any thread. The slots are sent
 // along with it (`S: Send`).
-unsafe impl<S: PageSlots + Send> Send for Batch<S, Pinned> {}
-// SAFETY: `&Batch` gives access to nothing but the counts.
-unsafe impl<S: PageSlots + Sync> Sync for Batch<S, Pinned> {}
+unsafe impl<S: PageSlots + Send, D: Direction> Send for Batch<S, Pinned<D>> {}
+// SAFETY: `&Batch` reads the counts and the page pointers (`segments`, `raw_segments`) and
+// copies from the pages' memory in C (`copy_out`); the pins keep the pages valid whichever
+// thread does that, and the memory is only ever copied by C, which tolerates a device or user
+// space writing it meanwhile.
+unsafe impl<S: PageSlots + Sync, D: Direction> Sync for Batch<S, Pinned<D>> {}
 
 /// An initialised `iov_iter`, owned.
 ///
@@ -401,7 +512,11 @@ impl Iter {
     /// pages (FOLL_PIN, FOLL_WRITE for a destination), lists kernel pages.
     ///
     /// Returns the bytes extracted and the offset into the first page.
+    /// `EINVAL` for no slots: `want_pages_array` warns when it is given none.
     fn extract(&mut self, slots: &mut [*mut bindings::page]) -> Result<(usize, usize)> {
+        if slots.is_empty() {
+            return Err(EINVAL);
+        }
         let maxpages = u32::try_from(slots.len()).unwrap_or(u32::MAX);
         let mut pages = slots.as_mut_ptr();
         let mut offset0 = 0usize;
@@ -424,29 +539,8 @@ impl Iter {
         Ok((ret.try_into()?, offset0))
     }
 
-    /// [`Iter::extract`] of user memory. In the `foll_get` mutant (`make mutants`),
-    /// `iov_iter_get_pages2`: references, not pins.
+    /// [`Iter::extract`] of user memory: pins (FOLL_PIN), FOLL_WRITE for a destination.
     fn extract_user(&mut self, slots: &mut [*mut bindings::page]) -> Result<(usize, usize)> {
-        #[cfg(pindio_mutant = "foll_get")]
-        {
-            let maxpages = u32::try_from(slots.len()).unwrap_or(u32::MAX);
-            let mut offset0 = 0usize;
-            // SAFETY: As in `extract`: `slots` has room for `maxpages` pages.
-            let ret = unsafe {
-                bindings::iov_iter_get_pages2(
-                    &mut self.iter,
-                    slots.as_mut_ptr(),
-                    usize::MAX,
-                    maxpages,
-                    &mut offset0,
-                )
-            };
-            if ret < 0 {
-                return Err(errno(ret));
-            }
-            return Ok((ret.try_into()?, offset0));
-        }
-        #[allow(unreachable_code)]
         self.extract(slots)
     }
 
@@ -573,19 +667,19 @@ fn pin_pages(
 ///
 /// `addr..addr + len` passed access_ok (it does not wrap) and `len <= MAX_RW_COUNT`. The task
 /// that made it has an mm, which `current->mm` stays while it lives: it cannot leave that task
-/// (neither `Send` nor `Sync`). `gup_flags` are FOLL_WRITE for [`Dir::FromDevice`], else 0.
-pub(crate) struct UserRange {
+/// (neither `Send` nor `Sync`).
+pub(crate) struct UserRange<D: Direction> {
     addr: usize,
     len: usize,
-    gup_flags: u32,
     _task: PhantomData<*mut ()>,
+    _dir: PhantomData<fn() -> D>,
 }
 
-impl UserRange {
+impl<D: Direction> UserRange<D> {
     /// The `len` bytes at `addr`; `EINVAL` above `MAX_RW_COUNT` (which `read(2)` would cap
     /// instead: pindio does an I/O whole or not at all), `EFAULT` if they are not a user range
     /// (`access_ok`) or the task has no user memory.
-    pub(crate) fn new(addr: UserPtr, len: usize, dir: Dir) -> Result<Self> {
+    pub(crate) fn new(addr: UserPtr, len: usize) -> Result<Self> {
         // SAFETY: No preconditions: the helper only looks at `current->mm` and compares the
         // range against the user limit.
         let ret = unsafe { helpers::pindio_check_ubuf(addr.as_const_ptr(), len) };
@@ -596,8 +690,8 @@ impl UserRange {
         Ok(Self {
             addr: addr.as_const_ptr() as usize,
             len,
-            gup_flags: gup_flags(dir, false),
             _task: PhantomData,
+            _dir: PhantomData,
         })
     }
 
@@ -622,31 +716,23 @@ impl UserRange {
     /// Pins every page of the range into the first [`UserRange::nr_pages`] slots of `slots`,
     /// as one batch. `EINVAL` if there are fewer slots; if not every page could be pinned, the
     /// error of the call that failed (`EFAULT` for memory that is not mapped, or not writable
-    /// for [`Dir::FromDevice`]), with the pages pinned before it released.
-    pub(crate) fn pin<S: PageSlots>(&self, mut slots: S) -> Result<PinnedBatch<S>> {
+    /// for [`FromDevice`]), with the pages pinned before it released.
+    pub(crate) fn pin<S: PageSlots>(&self, mut slots: S) -> Result<PinnedBatch<S, D>> {
         let want = self.nr_pages();
         let offset0 = if want == 0 { 0 } else { self.addr % PAGE_SIZE };
         let free = slots.slots().get_mut(..want).ok_or(EINVAL)?;
-        let (pinned, err) = pin_pages(self.addr - offset0, free, self.gup_flags, want);
+        let (pinned, err) = pin_pages(self.addr - offset0, free, D::FOLL, want);
         // INVARIANT: the kernel pinned `pinned` pages into the first slots, one FOLL_PIN pin
         // each; the bytes of the range on them, from `offset0` into the first, span all of them
         // (the range spans `want >= pinned` pages).
-        // The `partial_pin_leak` mutant (`make mutants`) loses one page of a partial pin.
-        let nr = if err.is_some() && cfg!(pindio_mutant = "partial_pin_leak") {
-            pinned.saturating_sub(1)
-        } else {
-            pinned
-        };
         let batch = Batch {
             slots,
-            nr,
+            nr: pinned,
             offset0,
             len: self
                 .len
                 .min(pinned.saturating_mul(PAGE_SIZE).saturating_sub(offset0)),
-            release: Pinned {
-                dirty: self.gup_flags & bindings::FOLL_WRITE != 0,
-            },
+            release: Pinned(PhantomData),
         };
         match err {
             // Dropping the batch releases what was pinned.
@@ -666,25 +752,26 @@ impl UserRange {
 /// that the `ITER_IOVEC` `iter` points into: its heap buffer is neither grown nor freed while
 /// `iter` lives. If it is empty, `iter` is an `ITER_UBUF` over the single segment `ubuf`, and
 /// `cur` is the address and length of what is left of it (a single range is pinned straight
-/// from `cur`; `iter` then only checked it). `gup_flags` are FOLL_WRITE for [`Dir::FromDevice`]
+/// from `cur`; `iter` then only checked it). `gup_flags` are FOLL_WRITE for [`FromDevice`]
 /// and FOLL_LONGTERM on request.
-pub(crate) struct UserPages {
+pub(crate) struct UserPages<D: Direction> {
     iter: Iter,
     iov: KVVec<bindings::iovec>,
     ubuf: (usize, usize),
     cur: Option<(usize, usize)>,
     gup_flags: u32,
+    _dir: PhantomData<fn() -> D>,
 }
 
 // `UserPages` is neither `Send` nor `Sync` (it holds a raw pointer): its addresses belong to the
 // mm of the task that made it, and pinning works on `current->mm`, so it stays on that task.
 
-impl UserPages {
+impl<D: Direction> UserPages<D> {
     /// A single user range of `len` bytes at `addr`.
     ///
     /// Fails with `EFAULT` if the range is not a user range (`access_ok`), and with `EINVAL`
     /// above `MAX_RW_COUNT` (which `import_ubuf` would cap as for `read(2)`).
-    pub(crate) fn new(addr: UserPtr, len: usize, dir: Dir, longterm: bool) -> Result<Self> {
+    pub(crate) fn new(addr: UserPtr, len: usize, longterm: bool) -> Result<Self> {
         user_task()?;
         if len > helpers::MAX_RW_COUNT {
             return Err(EINVAL);
@@ -693,7 +780,7 @@ impl UserPages {
         // SAFETY: `iter` is valid for writes; `addr` is only recorded, and checked by access_ok.
         let ret = unsafe {
             bindings::import_ubuf(
-                dir.iter_dir().try_into()?,
+                D::ITER.try_into()?,
                 addr.as_mut_ptr(),
                 len,
                 iter.as_mut_ptr(),
@@ -710,7 +797,8 @@ impl UserPages {
             iov: KVVec::new(),
             ubuf,
             cur: Some(ubuf),
-            gup_flags: gup_flags(dir, longterm),
+            gup_flags: gup_flags::<D>(longterm),
+            _dir: PhantomData,
         })
     }
 
@@ -723,7 +811,7 @@ impl UserPages {
     /// segment is not user memory (`access_ok`). Empty segments are allowed anywhere and are
     /// skipped when pinning. One segment is an iovec like any other (`import_iovec` would make it
     /// an `ITER_UBUF` through the caller's array).
-    pub(crate) fn new_iovec(uvec: UserPtr, nr_segs: u32, dir: Dir, longterm: bool) -> Result<Self> {
+    pub(crate) fn new_iovec(uvec: UserPtr, nr_segs: u32, longterm: bool) -> Result<Self> {
         user_task()?;
         if nr_segs == 0 || nr_segs > bindings::UIO_MAXIOV {
             return Err(EINVAL);
@@ -759,9 +847,7 @@ impl UserPages {
         let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
         // SAFETY: `iter` is valid for writes; `iov` holds `n` iovecs of user ranges (checked
         // above) totalling `total` bytes, in a heap buffer that moves into `Self` unchanged.
-        unsafe {
-            bindings::iov_iter_init(iter.as_mut_ptr(), dir.iter_dir(), iov.as_ptr(), n, total)
-        };
+        unsafe { bindings::iov_iter_init(iter.as_mut_ptr(), D::ITER, iov.as_ptr(), n, total) };
         // SAFETY: iov_iter_init initialised `iter`.
         let iter = unsafe { iter.assume_init() };
         let iter = Iter { iter };
@@ -771,7 +857,8 @@ impl UserPages {
             iov,
             ubuf: (0, 0),
             cur: None,
-            gup_flags: gup_flags(dir, longterm),
+            gup_flags: gup_flags::<D>(longterm),
+            _dir: PhantomData,
         })
     }
 
@@ -814,16 +901,14 @@ impl UserPages {
     }
 
     /// An empty batch on `slots`, for [`UserPages::extend`] to fill.
-    pub(crate) fn empty_batch<S: PageSlots>(&self, slots: S) -> PinnedBatch<S> {
+    pub(crate) fn empty_batch<S: PageSlots>(&self, slots: S) -> PinnedBatch<S, D> {
         // INVARIANT: no pages, no bytes.
         Batch {
             slots,
             nr: 0,
             offset0: 0,
             len: 0,
-            release: Pinned {
-                dirty: self.gup_flags & bindings::FOLL_WRITE != 0,
-            },
+            release: Pinned(PhantomData),
         }
     }
 
@@ -837,7 +922,7 @@ impl UserPages {
     /// On error, `batch` keeps what it held before the call.
     pub(crate) fn extend<S: PageSlots>(
         &mut self,
-        batch: &mut PinnedBatch<S>,
+        batch: &mut PinnedBatch<S, D>,
         max_pages: usize,
     ) -> Result<usize> {
         // Nothing left: an exhausted iovec iterator has no current segment to look at.
@@ -893,7 +978,7 @@ impl UserPages {
     /// there: the batch keeps them (a partial extraction) and the next call reports the error.
     pub(crate) fn fill<S: PageSlots>(
         &mut self,
-        batch: &mut PinnedBatch<S>,
+        batch: &mut PinnedBatch<S, D>,
         per_call: usize,
     ) -> Result<usize> {
         let Some((addr, left)) = self.cur else {
@@ -943,7 +1028,10 @@ impl UserPages {
 
     /// Pins the next batch into `slots`: as many pages as fit and the kernel gives in one call
     /// (possibly fewer than asked: partial extraction). `None` once everything was extracted.
-    pub(crate) fn next_batch<S: PageSlots>(&mut self, slots: S) -> Result<Option<PinnedBatch<S>>> {
+    pub(crate) fn next_batch<S: PageSlots>(
+        &mut self,
+        slots: S,
+    ) -> Result<Option<PinnedBatch<S, D>>> {
         if self.remaining() == 0 {
             return Ok(None);
         }
@@ -956,16 +1044,19 @@ impl UserPages {
     }
 }
 
-/// Kernel memory whose pages are listed, not pinned, as it is extracted; borrowed for `'a`.
+/// Kernel memory whose pages are listed, not pinned, as it is extracted, for direction `D`;
+/// borrowed for `'a` (mutably for [`FromDevice`]).
 ///
 /// # Invariants
 ///
-/// `iter` is an `ITER_KVEC` or `ITER_BVEC` iterator over the heap array in `segs` (owned here, so
-/// moving `self` does not move it), whose buffers are borrowed for `'a`.
-pub(crate) struct KernelPages<'a> {
+/// `iter` is an `ITER_KVEC` or `ITER_BVEC` iterator in direction `D` over the heap array in
+/// `segs` (owned here, so moving `self` does not move it), whose buffers are borrowed for `'a`,
+/// mutably for [`FromDevice`].
+pub(crate) struct KernelPages<'a, D: Direction> {
     iter: Iter,
     _segs: KernelSegs,
     _buf: PhantomData<&'a [u8]>,
+    _dir: PhantomData<fn() -> D>,
 }
 
 /// The segment array a kernel iterator points into.
@@ -974,27 +1065,26 @@ enum KernelSegs {
     Bvec(KVec<bindings::bio_vec>),
 }
 
-impl<'a> KernelPages<'a> {
+impl<'a> KernelPages<'a, ToDevice> {
     /// The buffers `bufs` (kmalloc'ed or vmalloc'ed memory) as the source of a transfer to a
-    /// device ([`Dir::ToDevice`]), as a kvec iterator: the device only reads them, so shared
-    /// borrows are enough.
+    /// device, as a kvec iterator: the device only reads them, so shared borrows are enough.
     pub(crate) fn from_slices(bufs: &[&'a [u8]]) -> Result<Self> {
-        Self::from_kvecs(bufs.iter().map(|b| (b.as_ptr(), b.len())), Dir::ToDevice)
+        Self::from_kvecs(bufs.iter().map(|b| (b.as_ptr(), b.len())))
     }
+}
 
-    /// The buffers `bufs` as the destination of a transfer from a device
-    /// ([`Dir::FromDevice`]): the device writes them, so they are borrowed mutably, as
-    /// `kernel::iov::IovIterDest` borrows its buffer.
+impl<'a> KernelPages<'a, FromDevice> {
+    /// The buffers `bufs` as the destination of a transfer from a device: the device writes
+    /// them, so they are borrowed mutably, as `kernel::iov::IovIterDest` borrows its buffer.
     pub(crate) fn from_slices_mut(bufs: &'a mut [&'a mut [u8]]) -> Result<Self> {
-        Self::from_kvecs(bufs.iter().map(|b| (b.as_ptr(), b.len())), Dir::FromDevice)
+        Self::from_kvecs(bufs.iter().map(|b| (b.as_ptr(), b.len())))
     }
+}
 
-    /// A kvec iterator in `dir` over the buffers `(address, length)` of `bufs`, borrowed for
-    /// `'a` by the caller (mutably for [`Dir::FromDevice`]).
-    fn from_kvecs(
-        bufs: impl ExactSizeIterator<Item = (*const u8, usize)>,
-        dir: Dir,
-    ) -> Result<Self> {
+impl<'a, D: Direction> KernelPages<'a, D> {
+    /// A kvec iterator in `D` over the buffers `(address, length)` of `bufs`, borrowed for `'a`
+    /// by the caller (mutably for [`FromDevice`]).
+    fn from_kvecs(bufs: impl ExactSizeIterator<Item = (*const u8, usize)>) -> Result<Self> {
         let mut kvecs = KVec::with_capacity(bufs.len(), GFP_KERNEL)?;
         let mut count = 0usize;
         for (addr, len) in bufs {
@@ -1011,7 +1101,7 @@ impl<'a> KernelPages<'a> {
         unsafe {
             bindings::iov_iter_kvec(
                 iter.as_mut_ptr(),
-                dir.iter_dir(),
+                D::ITER,
                 kvecs.as_ptr(),
                 kvecs.len(),
                 count,
@@ -1024,14 +1114,17 @@ impl<'a> KernelPages<'a> {
             iter: Iter { iter },
             _segs: KernelSegs::Kvec(kvecs),
             _buf: PhantomData,
+            _dir: PhantomData,
         })
     }
 
-    /// The `(page, offset, len)` pieces `pages`, as a bvec iterator.
-    pub(crate) fn from_pages(pages: &[(&'a Page, usize, usize)], dir: Dir) -> Result<Self> {
+    /// The `(page, offset, len)` pieces `pages`, lent for `D` (see [`IoPage`]), as a bvec
+    /// iterator.
+    pub(crate) fn from_pages(pages: &[(IoPage<'a, D>, usize, usize)]) -> Result<Self> {
         let mut bvecs = KVec::with_capacity(pages.len(), GFP_KERNEL)?;
         let mut count = 0usize;
-        for &(page, offset, len) in pages {
+        for (page, offset, len) in pages {
+            let (offset, len) = (*offset, *len);
             if offset.checked_add(len).is_none_or(|end| end > PAGE_SIZE) {
                 return Err(EINVAL);
             }
@@ -1045,11 +1138,11 @@ impl<'a> KernelPages<'a> {
         }
         let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
         // SAFETY: `iter` is valid for writes; `bvecs` holds `bvecs.len()` entries describing
-        // pieces of pages borrowed for `'a`, each within its page (checked above).
+        // pieces of pages lent for `'a` in direction `D`, each within its page (checked above).
         unsafe {
             bindings::iov_iter_bvec(
                 iter.as_mut_ptr(),
-                dir.iter_dir(),
+                D::ITER,
                 bvecs.as_ptr(),
                 bvecs.len(),
                 count,
@@ -1062,6 +1155,7 @@ impl<'a> KernelPages<'a> {
             iter: Iter { iter },
             _segs: KernelSegs::Bvec(bvecs),
             _buf: PhantomData,
+            _dir: PhantomData,
         })
     }
 
@@ -1074,24 +1168,22 @@ impl<'a> KernelPages<'a> {
     pub(crate) fn next_batch<S: PageSlots>(
         &mut self,
         mut slots: S,
-    ) -> Result<Option<ListedBatch<'a, S>>> {
+    ) -> Result<Option<ListedBatch<'a, S, D>>> {
         if self.remaining() == 0 {
             return Ok(None);
         }
         let (len, offset0) = self.iter.extract(slots.slots())?;
         // SAFETY: The kernel listed the pages that `len` bytes from `offset0` span into the first
-        // slots; they belong to buffers borrowed for `'a` and hold no reference to release.
-        unsafe { Batch::new(slots, offset0, len, Listed(PhantomData)) }.map(Some)
+        // slots; they belong to buffers borrowed for `'a` (mutably for `FromDevice`) and hold no
+        // reference to release.
+        unsafe { Batch::new(slots, offset0, len, Listed(PhantomData, PhantomData)) }.map(Some)
     }
 }
 
-/// The flags of a user pin besides FOLL_PIN: FOLL_WRITE when the device writes the memory,
-/// FOLL_LONGTERM on request.
-fn gup_flags(dir: Dir, longterm: bool) -> u32 {
-    let mut flags = 0;
-    if dir == Dir::FromDevice {
-        flags |= bindings::FOLL_WRITE;
-    }
+/// The flags of a user pin for `D` besides FOLL_PIN: FOLL_WRITE when the device writes the
+/// memory, FOLL_LONGTERM on request.
+fn gup_flags<D: Direction>(longterm: bool) -> u32 {
+    let mut flags = D::FOLL;
     if longterm {
         flags |= bindings::FOLL_LONGTERM;
     }
