@@ -24,6 +24,7 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::Mutex,
+    transmute::AsBytes,
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -141,13 +142,41 @@ fn dio_one(arg: UserPtr) -> Result<isize> {
     Ok(bytes.try_into()?)
 }
 
+/// Entry `bytes` (one `entry_size` stride) of a `PINDIO_IOC_DIO_BATCH` array, already copied in:
+/// `EINVAL` if its own size is not the stride, and, as `copy_struct_from_user` has it, zero for
+/// the members an older caller does not know, `E2BIG` for non-zero bytes past the kernel's
+/// struct.
+fn batch_entry(bytes: &[u8]) -> Result<pindio_dio> {
+    let mut v = pindio_dio::default();
+    let known = bytes.len().min(size_of::<pindio_dio>());
+    let (head, tail) = bytes.split_at_checked(known).ok_or(EINVAL)?;
+    v.as_bytes_mut()
+        .get_mut(..known)
+        .ok_or(EINVAL)?
+        .copy_from_slice(head);
+    if usize::try_from(v.size).ok() != Some(bytes.len()) {
+        return Err(EINVAL);
+    }
+    if tail.iter().any(|&b| b != 0) {
+        return Err(E2BIG);
+    }
+    Ok(v)
+}
+
 /// `PINDIO_IOC_DIO_BATCH`: independent direct I/Os, every bio of all of them submitted under one
-/// plug, then waited for; each gets its own result.
+/// plug, then waited for; each gets its own result. The whole array is copied in first, in one
+/// read: if any of it cannot be read, the call fails with `EFAULT` before any request starts,
+/// and no request can see an entry change under it.
 fn dio_batch(arg: UserPtr) -> Result<isize> {
     let batch = ExtArg::<pindio_dio_batch>::read(arg)?.val;
     let (nr, stride) = abi::check_dio_batch(batch.nr, batch.entry_size, batch.reserved)?;
     let base = user_ptr(batch.reqs)?;
     let entry = |i: usize| base.wrapping_byte_add(i * stride);
+    let bytes = nr.checked_mul(stride).ok_or(EINVAL)?;
+    let mut array = KVVec::from_elem(0u8, bytes, GFP_KERNEL | __GFP_NOWARN)?;
+    UserSlice::new(base, bytes)
+        .reader()
+        .read_slice(&mut array)?;
     // The I/Os in flight, all in one allocation, and for each request whether its I/O is
     // among them or the error that stopped it.
     let mut ios = PinnedVec::with_capacity(nr)?;
@@ -156,13 +185,8 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
     // Each request is checked, pinned and submitted in turn; every bio of all of them goes out
     // when the plug ends.
     block::plugged(|| -> Result {
-        for i in 0..nr {
-            let io = ExtArg::<pindio_dio>::read(entry(i)).and_then(|a| {
-                let v = a.val;
-                // Each entry's own size must be the stride.
-                if usize::try_from(v.size).ok() != Some(stride) {
-                    return Err(EINVAL);
-                }
+        for raw in array.chunks_exact(stride) {
+            let io = batch_entry(raw).and_then(|v| {
                 let req = abi::check_dio(v.flags, v.reserved, v.buf, v.len)?;
                 Prepared::in_batch(&mut targets, v.fd, req, v.offset, user_ptr(v.buf)?, v.len)
             });

@@ -87,15 +87,16 @@ struct pindio_version {
  * The pin lasts until PINDIO_IOC_UNPIN or until the file is closed. Either everything is pinned
  * or, on error, nothing.
  *
- * With PINDIO_PIN_IOVEC, segments of length 0 are allowed anywhere (at any address) and skipped;
- * a single segment is an iovec like any other.
+ * With PINDIO_PIN_IOVEC, segments of length 0 are allowed anywhere in the array and skipped, but
+ * their address must still be a user address, as import_iovec() checks it for readv(2): a kernel
+ * address is EFAULT. A single segment is an iovec like any other.
  *
  * Errors:
  *   EINVAL  unknown flags; len 0; addr + len overflows; with PINDIO_PIN_IOVEC: more than
  *           UIO_MAXIOV (1024) segments, a segment length above SSIZE_MAX, a total above
  *           MAX_RW_COUNT (INT_MAX rounded down to a page), or a total of 0 bytes
- *   EFAULT  addr (or a segment) is not mapped user memory, or cannot be written with
- *           PINDIO_PIN_WRITE
+ *   EFAULT  addr (or a segment, empty ones included) is not a user address, or not mapped
+ *           user memory, or cannot be written with PINDIO_PIN_WRITE
  *   EMFILE  the file already holds PINDIO_MAX_PIN_HANDLES pins
  *   ENOSPC  the pin would take the file past PINDIO_MAX_PINNED_PAGES pinned pages
  *   ENOMEM  out of memory
@@ -170,13 +171,18 @@ struct pindio_unpin {
  * The same measurement as gup_test's PIN_FAST_BENCHMARK (mm/gup_test.c), through pindio's
  * extraction API, so the two can be compared in one boot: one page array for the whole range,
  * filled pages_per_call pages per extraction call (iov_iter_extract_pages, or
- * pin_user_pages_fast with PINDIO_PIN_LONGTERM), every pin held, then all released at once.
+ * pin_user_pages_fast with PINDIO_PIN_LONGTERM), every pin held, then all released at once with
+ * unpin_user_pages(), as gup_test releases them: not dirtied, even with PINDIO_PIN_WRITE (no
+ * device wrote them).
  *
  * Errors:
  *   EINVAL  unknown flags; len 0 or above PINDIO_PIN_BENCH_MAX_BYTES; addr + len overflows;
  *           pages_per_call 0; reserved not 0
  *   EFAULT  the range is not mapped user memory (writable with PINDIO_PIN_WRITE)
  *   ENOMEM  out of memory
+ *   If not every page could be pinned, the call fails with the error the kernel's pinning gave
+ *   for the first page it could not pin (EFAULT, ENOMEM, EINTR for a fatal signal, ...), and
+ *   the pages pinned before it are released.
  */
 struct pindio_pin_bench {
 	__u32 size;
@@ -214,7 +220,9 @@ struct pindio_pin_bench {
  * kernel's own block-device O_DIRECT does; a read dirties the pages before they are unpinned.
  * The page cache stays coherent: dirty cached pages of the range are written back before a read;
  * before a write they are written back and invalidated, and invalidated again after it.
- * The I/O succeeds or fails as a whole: the first error of any of its bios is the result.
+ * The result is all or nothing: all the bytes, or the first error of any of its bios. An I/O that
+ * fails may still have moved part of its data: the bios that succeeded before or beside the one
+ * that failed wrote their part of the device (a write) or of the buffer (a read).
  *
  * Alignment, checked before anything is pinned: @offset and the total length are multiples of
  * the device's logical block size (which may be larger than a page); every memory segment starts
@@ -271,16 +279,20 @@ struct pindio_dio {
  *
  * Every request is checked and pinned and all their bios are submitted under one plug, so they
  * are in flight at once; then the call waits for all of them. Each request succeeds or fails on
- * its own: its @result gets its bytes or -errno (those of PINDIO_IOC_DIO, and EINVAL for an
- * entry whose size is not @entry_size). The call itself returns 0 once every result is written.
- * A request with the same fd and direction as the request before it uses that request's file:
- * the fd is looked up (and checked) once per run of such requests, as the call reads them.
+ * its own: its @result gets its bytes or -errno (those of PINDIO_IOC_DIO; EINVAL for an entry
+ * whose own size is not @entry_size, whatever the bytes after it; E2BIG for an entry larger
+ * than the kernel's struct pindio_dio whose bytes past it are not zero). The call itself returns
+ * 0 once every result is written. The whole array (@nr × @entry_size bytes) is copied in before
+ * any request is looked at, so an entry cannot change under the call. A request with the same
+ * fd and direction as the request before it uses that request's file: the fd is looked up (and
+ * checked) once per run of such requests.
  *
  * Errors of the call itself (no request is started):
  *   EINVAL  nr 0 or above PINDIO_DIO_BATCH_MAX; entry_size below PINDIO_DIO_SIZE_VER0 or above
  *           PINDIO_STRUCT_SIZE_MAX; reserved not 0
- *   EFAULT  reqs is not accessible (also when a result cannot be written back: the I/O is done)
+ *   EFAULT  any byte of the array cannot be read
  *   ENOMEM  out of memory
+ * And once the requests ran: EFAULT if a result cannot be written back (the I/Os are done).
  */
 struct pindio_dio_batch {
 	__u32 size;
