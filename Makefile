@@ -14,6 +14,8 @@
 #                 100000; PINDIO_FUZZ_SEED, default the time)
 #   make mutants  build the module with each deliberate fault and show which tests kill it
 #                 (scripts/mutants; PINDIO_MUTANTS picks some)
+#   make compile-fail  the misuses of the abstraction layer in tests/compile-fail/, each of which
+#                 rustc must reject (part of make test)
 #   make kernel   build (or reuse) the cached test kernel only
 #   make setup    install what is missing (Debian packages, bindgen)
 #   make clippy   clippy over the module (through Kbuild) and the tools
@@ -63,7 +65,7 @@ BENCH_KDIR = $(KDIR)
 BENCH_MOD := $(TOP)
 endif
 
-.PHONY: all setup kernel bench-module module tools test run shell bench profile clippy fmt fmt-check clean host-test fuzz mutants
+.PHONY: all setup kernel bench-module module tools test run shell bench profile clippy fmt fmt-check clean host-test fuzz mutants compile-fail
 
 all: module tools
 
@@ -96,6 +98,9 @@ run: all
 fuzz: all
 	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/qemu fuzz
 
+compile-fail: module
+	@KDIR=$(KDIR) $(SCRIPTS)/compile-fail
+
 mutants: all
 	@KDIR=$(KDIR) TOOLS_BIN=$(TOOLS_BIN) $(SCRIPTS)/mutants
 
@@ -125,11 +130,11 @@ clippy: kernel
 	cd tools && $(CARGO_ENV) $(CARGO) clippy --locked --all-targets -- -D warnings
 
 fmt:
-	rustfmt --edition 2021 src/pindio.rs kunit-tests/pindio_kunit.rs
+	rustfmt --edition 2021 src/pindio.rs kunit-tests/pindio_kunit.rs tests/compile-fail/*.rs
 	cd tools && $(CARGO) fmt
 
 fmt-check:
-	rustfmt --edition 2021 --check src/pindio.rs kunit-tests/pindio_kunit.rs
+	rustfmt --edition 2021 --check src/pindio.rs kunit-tests/pindio_kunit.rs tests/compile-fail/*.rs
 	cd tools && $(CARGO) fmt --check
 
 clean:
