@@ -52,11 +52,6 @@ bool pindio_access_ok(const void __user *ptr, size_t len)
 	return access_ok(ptr, len);
 }
 
-void pindio_put_page(struct page *page)
-{
-	put_page(page);
-}
-
 void pindio_memcpy_from_page(char *to, struct page *page, size_t offset, size_t len)
 {
 	memcpy_from_page(to, page, offset, len);

@@ -44,8 +44,6 @@ ssize_t pindio_check_ubuf(const void __user *buf, size_t len);
 bool pindio_access_ok(const void __user *ptr, size_t len);
 
 /* memcpy_from_page(): bytes of a page that may change under the copy (READ_PINNED). */
-/* put_page(): only the foll_get mutant of `make mutants` takes page references to drop. */
-void pindio_put_page(struct page *page);
 void pindio_memcpy_from_page(char *to, struct page *page, size_t offset, size_t len);
 
 
