@@ -6,7 +6,7 @@
 
 use super::{device, expect_errno, pin_tests::pattern};
 use anyhow::{bail, ensure, Context, Result};
-use pindio::{dio_req, uapi, Buf, Device, DioMem};
+use pindio::{dio_req, uapi, Buf, Device, DioMem, ExtStruct};
 use std::{
     fs::{File, OpenOptions},
     io,
@@ -740,5 +740,151 @@ pub fn batch_mixed_with_one_bad() -> Result<()> {
     expect_errno(dev.dio_batch(&mut one[..0]), libc::EINVAL, "empty batch")?;
     let mut many = vec![one[0]; uapi::PINDIO_DIO_BATCH_MAX as usize + 1];
     expect_errno(dev.dio_batch(&mut many), libc::EINVAL, "too many requests")?;
+    Ok(())
+}
+
+/// `PINDIO_IOC_DIO_BATCH` over the raw bytes `array`: `nr` entries `stride` bytes apart.
+fn dio_batch_raw(dev: &Device, array: *mut u8, nr: u32, stride: u32) -> io::Result<()> {
+    let mut batch = uapi::pindio_dio_batch::sized();
+    batch.nr = nr;
+    batch.reqs = array as u64;
+    batch.entry_size = stride;
+    dev.ioctl(uapi::PINDIO_IOC_DIO_BATCH, &mut batch).map(drop)
+}
+
+/// Writes `req` as the raw entry at `at`.
+///
+/// # Safety
+///
+/// `at` is valid for writes of `size_of::<pindio_dio>()` bytes.
+unsafe fn put_entry(at: *mut u8, req: &uapi::pindio_dio) {
+    // SAFETY: By the function's safety requirements.
+    unsafe { ptr::copy_nonoverlapping(ptr::from_ref(req).cast::<u8>(), at, size_of_val(req)) };
+}
+
+pub fn batch_array_is_read_whole_before_anything_starts() -> Result<()> {
+    // The header: "Errors of the call itself (no request is started): EFAULT any byte of the
+    // array cannot be read". An array whose entries 0..N-1 are readable and whose entry N runs
+    // into an unmapped page must fail whole: no write reaches the device, no result is written.
+    let dev = device()?;
+    let f = open(NULLB, true, false)?;
+    let fd = f.as_raw_fd();
+    let entry = size_of::<uapi::pindio_dio>();
+    let base = 130 * MIB as u64;
+    let data = Buf::with_flags(8 * PAGE, 0)?;
+    // SAFETY: Our own mapping of 8 pages.
+    unsafe { ptr::write_bytes(data.addr() as *mut u8, 0xa5, 8 * PAGE) };
+    let mut arr = Buf::with_flags(2 * PAGE, 0)?;
+    let readable = PAGE / entry; // whole entries in the first page
+    for (n_ok, straddle) in [
+        (readable - 1, true),
+        (readable, false),
+        (1, false),
+        (0, false),
+    ] {
+        pwrite_direct(NULLB, base, &vec![0u8; 8 * PAGE])?;
+        // The array ends so that entry `n_ok` starts `entry / 2` bytes before the hole (it
+        // straddles it) or right at it.
+        let hole = arr.addr() + PAGE;
+        let start = hole - n_ok * entry - if straddle { entry / 2 } else { 0 };
+        // SAFETY: Remap the second page, write entries into the first, unmap the second.
+        unsafe {
+            let p = libc::mmap(
+                hole as *mut libc::c_void,
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            );
+            ensure!(p as usize == hole, "remap the second page");
+            for i in 0..n_ok + 1 {
+                let mut r = dio_req(
+                    fd,
+                    true,
+                    base + (i * PAGE) as u64 % (8 * PAGE) as u64,
+                    DioMem::Buf(data.addr(), PAGE),
+                );
+                r.result = 12345;
+                let at = start + i * entry;
+                if at + entry <= hole + PAGE {
+                    put_entry(at as *mut u8, &r);
+                }
+            }
+            libc::munmap(hole as *mut libc::c_void, PAGE);
+        }
+        let nr = u32::try_from(n_ok + 1)?;
+        expect_errno(
+            dio_batch_raw(&dev, start as *mut u8, nr, entry as u32),
+            libc::EFAULT,
+            &format!("{n_ok} readable entries, then the hole"),
+        )?;
+        ensure!(
+            pread_direct(NULLB, base, 8 * PAGE)?.iter().all(|&b| b == 0),
+            "{n_ok} readable entries: a request ran although the call failed"
+        );
+        for i in 0..n_ok {
+            // SAFETY: Entry `i` lies in the first page, still mapped.
+            let result = unsafe {
+                ptr::read_unaligned(
+                    (start + i * entry + std::mem::offset_of!(uapi::pindio_dio, result))
+                        as *const i64,
+                )
+            };
+            ensure!(result == 12345, "entry {i}'s result was written: {result}");
+        }
+    }
+    arr.unmap();
+    Ok(())
+}
+
+pub fn batch_entry_size_must_be_the_stride() -> Result<()> {
+    // An entry whose own size differs from entry_size is EINVAL in its result, whatever the
+    // bytes after it (larger and followed by zeroes or by the next entry's non-zero bytes; above
+    // PINDIO_STRUCT_SIZE_MAX; smaller); one larger than the kernel's struct with a non-zero tail
+    // is E2BIG; the other entries run.
+    let dev = device()?;
+    let f = open(NULLB, true, false)?;
+    let fd = f.as_raw_fd();
+    let entry = size_of::<uapi::pindio_dio>();
+    let data = Buf::with_flags(PAGE, 0)?;
+    let base = 131 * MIB as u64;
+    for stride in [entry, entry + 8] {
+        let sizes: [(u32, i64); 6] = [
+            (stride as u32, PAGE as i64),
+            (stride as u32 + 8, -(libc::EINVAL as i64)),
+            (stride as u32, PAGE as i64),
+            (uapi::PINDIO_STRUCT_SIZE_MAX + 1, -(libc::EINVAL as i64)),
+            (stride as u32 - 8, -(libc::EINVAL as i64)),
+            // The last entry: larger than the stride, followed by zeroes only.
+            (stride as u32 + 8, -(libc::EINVAL as i64)),
+        ];
+        let mut arr = vec![0u8; sizes.len() * stride + 64];
+        for (i, (size, _)) in sizes.iter().enumerate() {
+            let mut r = dio_req(fd, false, base, DioMem::Buf(data.addr(), PAGE));
+            r.size = *size;
+            r.result = 12345;
+            // SAFETY: `arr` has room for every entry and 64 bytes more.
+            unsafe { put_entry(arr.as_mut_ptr().add(i * stride), &r) };
+        }
+        if stride > entry {
+            // A non-zero byte past the kernel's struct in entry 2: E2BIG.
+            arr[2 * stride + entry] = 1;
+        }
+        dio_batch_raw(&dev, arr.as_mut_ptr(), sizes.len() as u32, stride as u32)?;
+        for (i, (size, want)) in sizes.iter().enumerate() {
+            let want = if stride > entry && i == 2 {
+                -(libc::E2BIG as i64)
+            } else {
+                *want
+            };
+            let at = i * stride + std::mem::offset_of!(uapi::pindio_dio, result);
+            let got = i64::from_ne_bytes(arr[at..at + 8].try_into()?);
+            ensure!(
+                got == want,
+                "stride {stride}, entry {i} of size {size}: result {got}, expected {want}"
+            );
+        }
+    }
     Ok(())
 }

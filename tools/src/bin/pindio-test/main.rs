@@ -166,6 +166,10 @@ const CASES: &[Case] = &[
         run: pin_tests::fork_child_write_not_seen,
     },
     Case {
+        name: "pin_fork_then_parent_write_seen",
+        run: pin_tests::fork_then_parent_write_seen,
+    },
+    Case {
         name: "pin_survives_munmap",
         run: pin_tests::survives_munmap,
     },
@@ -248,6 +252,14 @@ const CASES: &[Case] = &[
     Case {
         name: "dio_batch_mixed_with_one_bad",
         run: dio_tests::batch_mixed_with_one_bad,
+    },
+    Case {
+        name: "dio_batch_array_is_read_whole_before_anything_starts",
+        run: dio_tests::batch_array_is_read_whole_before_anything_starts,
+    },
+    Case {
+        name: "dio_batch_entry_size_must_be_the_stride",
+        run: dio_tests::batch_entry_size_must_be_the_stride,
     },
     Case {
         name: "loop_data_at_mapped_offset",

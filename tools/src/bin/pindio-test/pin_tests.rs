@@ -107,6 +107,57 @@ pub fn fork_child_write_not_seen() -> Result<()> {
     Ok(())
 }
 
+/// FOLL_PIN, not FOLL_GET: the parent pins its page, forks (the child still maps its copy when
+/// the parent writes), then writes the page; the pin must see the parent's write. At fork, a
+/// pinned anonymous page is copied for the child at once (`page_needs_cow_for_dma`), so the
+/// parent keeps writing the pinned page; a page only referenced (FOLL_GET) is shared
+/// copy-on-write instead, the parent's write copies it, and the reference keeps the old page.
+pub fn fork_then_parent_write_seen() -> Result<()> {
+    let dev = device()?;
+    for flags in [0, uapi::PINDIO_PIN_WRITE] {
+        let mut m = Buf::with_flags(2 * PAGE, 0)?;
+        m.bytes().fill(1);
+        let pin = dev.pin(m.addr(), 2 * PAGE as u64, flags)?;
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two ends.
+        ensure!(unsafe { libc::pipe(fds.as_mut_ptr()) } == 0, "pipe");
+        // SAFETY: The child only blocks on the pipe and exits with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error()).context("fork");
+        }
+        if pid == 0 {
+            let mut b = 0u8;
+            // SAFETY: Reads into `b` until the parent closes its end; then leaves at once.
+            unsafe {
+                libc::close(fds[1]);
+                libc::read(fds[0], ptr::from_mut(&mut b).cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: Our end; the child holds the other until it exits.
+        unsafe { libc::close(fds[0]) };
+        m.bytes().fill(2);
+        let seen = read_all(&dev, pin.handle, 2 * PAGE);
+        let mut status = 0;
+        // SAFETY: Lets the child go, then waits for it.
+        unsafe {
+            libc::close(fds[1]);
+            libc::waitpid(pid, &mut status, 0);
+        }
+        let seen = seen?;
+        dev.unpin(pin.handle)?;
+        ensure!(
+            seen.iter().all(|&b| b == 2),
+            "flags {flags:#x}: the pin does not see the parent's write after fork \
+             ({} of {} bytes old): a reference, not a pin",
+            seen.iter().filter(|&&b| b == 1).count(),
+            seen.len()
+        );
+    }
+    Ok(())
+}
+
 pub fn survives_munmap() -> Result<()> {
     let dev = device()?;
     let mut m = Buf::with_flags(3 * PAGE, 0)?;
