@@ -83,6 +83,9 @@ enum Addr {
     Hole(usize),
     Null,
     Kernel,
+    /// A user address outside the arena that the fuzzer did not make (read from memory as an
+    /// iovec entry): whether it is mapped, the model does not know.
+    Other(u64),
 }
 
 /// The memory of a PIN or a DIO: one range, or an iovec (its segments, and the count passed,
@@ -127,6 +130,19 @@ enum Size {
     LongDirty,
     /// Above PINDIO_STRUCT_SIZE_MAX: E2BIG.
     Huge,
+}
+
+/// The shape of one entry of a batch array.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Entry {
+    /// Its size is the stride.
+    Exact,
+    /// Its size is 8 bytes more than the stride (the bytes after it are the next entry's).
+    Bigger,
+    /// Its size is 8 bytes less than the stride.
+    Smaller,
+    /// Its size is the stride, larger than the kernel's struct, with a non-zero byte past it.
+    DirtyTail,
 }
 
 #[derive(Clone, Debug)]
@@ -175,6 +191,11 @@ enum Op {
         reqs: Vec<DioSpec>,
         entry_size: u32,
         nr: Option<u32>,
+        /// The shape of each entry: its own size, and its bytes past the kernel's struct.
+        shapes: Vec<Entry>,
+        /// `Some(n)`: only the first `n` bytes of the array are readable (it runs into an
+        /// unmapped page).
+        readable: Option<usize>,
     },
     Reopen {
         dev: usize,
@@ -360,22 +381,38 @@ fn gen_op(r: &mut Rng) -> Op {
         },
         76..=85 => {
             let n = r.pick(&[1, 2, 3, 8, 32]);
+            let entry_size = r.pick(&[
+                uapi::PINDIO_DIO_SIZE_VER0,
+                uapi::PINDIO_DIO_SIZE_VER0,
+                uapi::PINDIO_DIO_SIZE_VER0,
+                uapi::PINDIO_DIO_SIZE_VER0 + 8,
+                uapi::PINDIO_DIO_SIZE_VER0 + 8,
+                uapi::PINDIO_DIO_SIZE_VER0 - 8,
+                uapi::PINDIO_STRUCT_SIZE_MAX + 8,
+            ]);
+            let shapes = (0..n)
+                .map(|_| match r.below(20) {
+                    0 => Entry::Bigger,
+                    1 => Entry::Smaller,
+                    2 if entry_size > uapi::PINDIO_DIO_SIZE_VER0 => Entry::DirtyTail,
+                    _ => Entry::Exact,
+                })
+                .collect();
+            let bytes = n * entry_size as usize;
             Op::Batch {
                 dev,
                 reqs: (0..n).map(|_| gen_dio(r)).collect(),
-                entry_size: r.pick(&[
-                    uapi::PINDIO_DIO_SIZE_VER0,
-                    uapi::PINDIO_DIO_SIZE_VER0,
-                    uapi::PINDIO_DIO_SIZE_VER0,
-                    uapi::PINDIO_DIO_SIZE_VER0 + 8,
-                    uapi::PINDIO_DIO_SIZE_VER0 - 8,
-                    uapi::PINDIO_STRUCT_SIZE_MAX + 8,
-                ]),
+                entry_size,
                 nr: if r.chance(5) {
                     Some(r.pick(&[0, uapi::PINDIO_DIO_BATCH_MAX + 1]))
                 } else {
                     None
                 },
+                shapes,
+                readable: r
+                    .chance(8)
+                    .then(|| r.below(bytes as u64) as usize)
+                    .filter(|_| bytes > 0),
             }
         }
         86..=88 => Op::Version(gen_size(r)),
@@ -429,7 +466,7 @@ const COMMON: &[i32] = &[libc::ENOTTY, libc::EFAULT, libc::EINVAL, libc::E2BIG];
 const PIN_ERRS: &[i32] = &[libc::EMFILE, libc::ENOSPC, libc::ENOMEM];
 const READ_PINNED_ERRS: &[i32] = &[libc::ENOENT];
 const UNPIN_ERRS: &[i32] = &[libc::ENOENT];
-const BENCH_ERRS: &[i32] = &[libc::ENOMEM];
+const BENCH_ERRS: &[i32] = &[libc::ENOMEM, libc::EINTR];
 const LOOP_ADD_ERRS: &[i32] = &[libc::EBADF, libc::ENOTBLK, libc::ENOSPC, libc::ENOMEM];
 const LOOP_DEL_ERRS: &[i32] = &[libc::ENXIO, libc::EBUSY];
 const DIO_ERRS: &[i32] = &[
@@ -449,7 +486,8 @@ enum Expect {
     Ok,
     /// It must fail with one of these.
     Fail(&'static [i32]),
-    /// Success or any documented errno (the model does not decide, e.g. DMA alignment).
+    /// Success or any documented errno: only where the model does not know the memory the
+    /// call uses (a user address it did not make, read from memory as an iovec entry).
     Either,
 }
 
@@ -457,6 +495,9 @@ enum Expect {
 struct Held {
     handle: u32,
     ranges: Vec<(usize, usize)>,
+    /// Pages and bytes the kernel said it pinned.
+    pages: u64,
+    bytes: u64,
 }
 
 /// Everything a run works on.
@@ -568,20 +609,72 @@ impl World {
         })
     }
 
-    /// An address of `a` good enough to tell whether adding a length to it overflows.
-    fn addr_of(a: Addr) -> u64 {
-        match a {
-            Addr::Kernel => 0xffff_8880_0000_0000,
-            _ => 1 << 40,
-        }
-    }
-
     fn addr(&self, a: Addr) -> u64 {
         match a {
             Addr::Arena(off) => (self.arena.addr() + off) as u64,
             Addr::Hole(off) => (self.arena.addr() + HOLE.start * PAGE + off) as u64,
             Addr::Null => 0,
             Addr::Kernel => 0xffff_8880_0000_0000,
+            Addr::Other(a) => a,
+        }
+    }
+
+    /// The address `raw` as the model names it.
+    fn name(&self, raw: u64) -> Addr {
+        let base = self.arena.addr() as u64;
+        if raw >= USER_END {
+            Addr::Kernel
+        } else if raw == 0 {
+            Addr::Null
+        } else if (base..base + ((ARENA_PAGES + 1) * PAGE) as u64).contains(&raw) {
+            Addr::Arena((raw - base) as usize)
+        } else {
+            Addr::Other(raw)
+        }
+    }
+
+    /// The memory of a PIN or DIO as the kernel sees it: `mem` read as an iovec array or as a
+    /// single buffer, as `iovec` says; an array is read from the arena as it is now (`arena`).
+    fn seen(&self, mem: &Mem, iovec: bool, store: &[libc::iovec], arena: &[u8]) -> Seen {
+        match (mem, iovec) {
+            (Mem::Range(a, len), false) => Seen::Range(*a, *len),
+            (Mem::BadArray(a, n), false) => Seen::Range(*a, u64::from(*n)),
+            (Mem::Iovec(segs), true) => Seen::Array {
+                n: segs.len() as u64,
+                segs: Some(segs.clone()),
+            },
+            (Mem::BadArray(_, n), true) => Seen::Array {
+                n: u64::from(*n),
+                segs: None,
+            },
+            (Mem::Range(a, n), true) => {
+                // The arena's bytes read as `n` iovecs, if they are all mapped arena memory.
+                let bytes = n.saturating_mul(16);
+                let segs = match *a {
+                    Addr::Arena(off) if *n <= 1024 && World::mapped(*a, bytes) => Some(
+                        arena[off..off + bytes as usize]
+                            .chunks_exact(16)
+                            .map(|e| {
+                                let base = u64::from_ne_bytes(e[..8].try_into().unwrap_or([0; 8]));
+                                let len = u64::from_ne_bytes(e[8..].try_into().unwrap_or([0; 8]));
+                                (self.name(base), len)
+                            })
+                            .collect(),
+                    ),
+                    _ => None,
+                };
+                Seen::Array { n: *n, segs }
+            }
+            (Mem::Iovec(segs), false) => {
+                // The fuzzer's own iovec array, read as a buffer of `segs.len()` bytes.
+                let len = segs.len();
+                // SAFETY: `store` holds the array, `16 * len >= len` bytes.
+                let bytes = unsafe { std::slice::from_raw_parts(store.as_ptr().cast::<u8>(), len) };
+                Seen::Foreign {
+                    addr: store.as_ptr() as u64,
+                    bytes: bytes.to_vec(),
+                }
+            }
         }
     }
 
@@ -627,6 +720,69 @@ impl World {
             Mem::BadArray(a, n) => (self.addr(*a), u64::from(*n)),
         }
     }
+}
+
+/// The first address past user space on x86-64 (`TASK_SIZE_MAX` without 5-level paging):
+/// `access_ok` refuses any range that reaches it.
+const USER_END: u64 = 0x7fff_ffff_f000;
+
+/// The memory of a PIN or DIO as the kernel sees it.
+enum Seen {
+    /// A single buffer.
+    Range(Addr, u64),
+    /// An iovec array of `n` entries, as the kernel reads them (`None`: it cannot read them).
+    Array {
+        n: u64,
+        segs: Option<Vec<(Addr, u64)>>,
+    },
+    /// A single buffer outside the arena whose bytes the model knows (the fuzzer's own iovec
+    /// array, named as a buffer).
+    Foreign { addr: u64, bytes: Vec<u8> },
+}
+
+/// What a successful DIO did to memory, as far as the model knows.
+enum Effect {
+    /// It moved these arena ranges, in order.
+    Arena(Vec<(usize, usize)>),
+    /// It read these bytes (the fuzzer's own memory, not the arena).
+    Foreign(Vec<u8>),
+    /// The model does not know the memory (only with [`Expect::Either`]).
+    Unknown,
+}
+
+/// Whether `access_ok` passes `len` bytes at `a`.
+fn access_ok(w: &World, a: Addr, len: u64) -> bool {
+    w.addr(a)
+        .checked_add(len)
+        .is_some_and(|end| end <= USER_END)
+}
+
+/// Pages spanned by `len` bytes at user address `addr`.
+fn pages_spanned(addr: u64, len: u64) -> u64 {
+    if len == 0 {
+        return 0;
+    }
+    let first = addr / PAGE as u64;
+    let last = (addr.saturating_add(len) - 1) / PAGE as u64;
+    last - first + 1
+}
+
+/// `UserPages::new_iovec`'s checks of the segments, in its order: `Some(errno)` if it fails.
+fn iovec_import(w: &World, segs: &[(Addr, u64)]) -> Option<i32> {
+    if segs.iter().any(|s| s.1 > isize::MAX as u64) {
+        return Some(libc::EINVAL);
+    }
+    let mut total = 0u64;
+    for &(a, len) in segs {
+        if !access_ok(w, a, len) {
+            return Some(libc::EFAULT);
+        }
+        total = total.saturating_add(len);
+        if total > MAX_RW_COUNT {
+            return Some(libc::EINVAL);
+        }
+    }
+    None
 }
 
 /// `size` and a tail for an argument struct of `T` written into `buf`, as [`Size`] says.
@@ -683,70 +839,100 @@ fn check(what: &str, res: &io::Result<i32>, expect: &Expect, documented: &[i32])
     }
 }
 
-/// The model of a DIO: what it must do, and the arena ranges it covers in order when all of its
-/// memory is the fuzzer's (`None` when the model does not know what the call reads or writes).
-fn model_dio(spec: &DioSpec) -> (Expect, Option<Vec<(usize, usize)>>) {
+/// The model of a DIO, in the kernel's order of checks: what it must do, and what a success
+/// does to memory. `seen` is its memory as the kernel reads it ([`World::seen`]). The fuzz
+/// device is null_blk: 512-byte logical blocks, a DMA alignment of 2 bytes.
+fn model_dio(w: &World, spec: &DioSpec, seen: &Seen) -> (Expect, Effect) {
     use Expect::*;
+    let fail = |e: &'static [i32]| (Fail(e), Effect::Unknown);
     let write = spec.flags & uapi::PINDIO_DIO_WRITE != 0;
-    let iovec = spec.flags & uapi::PINDIO_DIO_IOVEC != 0;
     let fua = spec.flags & uapi::PINDIO_DIO_FUA != 0;
-    let segs: Vec<(Addr, u64)> = match (&spec.mem, iovec) {
-        (Mem::Range(a, len), false) => vec![(*a, *len)],
-        (Mem::Iovec(segs), true) => segs.clone(),
-        // A range read as an iovec array or the other way round: the model does not follow.
-        _ => return (Either, None),
-    };
-    let total = segs.iter().map(|s| s.1).fold(0, u64::saturating_add);
-    // In the kernel's order: the struct alone, then the file, then the memory and the range.
+    // check_dio: the struct alone.
     if spec.flags & !uapi::PINDIO_DIO_FLAGS != 0 || spec.reserved != 0 || (fua && !write) {
-        return (Fail(&[libc::EINVAL]), None);
+        return fail(&[libc::EINVAL]);
     }
-    let overflows = match spec.mem {
-        Mem::Range(a, len) => World::addr_of(a).checked_add(len).is_none(),
-        _ => false,
-    };
-    if segs.is_empty() || (!iovec && total == 0) || overflows {
-        return (Fail(&[libc::EINVAL]), None);
+    match seen {
+        Seen::Range(a, len) if *len == 0 || w.addr(*a).checked_add(*len).is_none() => {
+            return fail(&[libc::EINVAL])
+        }
+        Seen::Array { n, .. } if *n == 0 || *n > u64::from(u32::MAX) => {
+            return fail(&[libc::EINVAL])
+        }
+        _ => {}
     }
+    // The file.
     match spec.fd {
         Fd::Rw => {}
         Fd::Ro if !write => {}
         Fd::Wo if write => {}
-        Fd::Regular | Fd::Pipe | Fd::Pindio => return (Fail(&[libc::ENOTBLK]), None),
-        _ => return (Fail(&[libc::EBADF]), None),
+        Fd::Regular | Fd::Pipe | Fd::Pindio => return fail(&[libc::ENOTBLK]),
+        _ => return fail(&[libc::EBADF]),
     }
-    if segs.len() > 1024 {
-        return (Fail(&[libc::EINVAL]), None);
+    let aligned = |a: Addr, len: u64| w.addr(a).is_multiple_of(2) && len.is_multiple_of(512);
+    let range_ok = |total: u64| {
+        total != 0
+            && (spec.offset | total).is_multiple_of(512)
+            && spec
+                .offset
+                .checked_add(total)
+                .is_some_and(|end| end <= DEV_BYTES)
+    };
+    match seen {
+        Seen::Range(a, len) => {
+            // UserRange::new, then the device's rules, then the pin.
+            if *len > MAX_RW_COUNT {
+                return fail(&[libc::EINVAL]);
+            }
+            if !access_ok(w, *a, *len) {
+                return fail(&[libc::EFAULT]);
+            }
+            if !aligned(*a, *len) || !range_ok(*len) {
+                return fail(&[libc::EINVAL]);
+            }
+            match a {
+                Addr::Other(_) => (Either, Effect::Unknown),
+                Addr::Arena(off) if World::mapped(*a, *len) => {
+                    (Ok, Effect::Arena(vec![(*off, *len as usize)]))
+                }
+                _ => fail(&[libc::EFAULT]),
+            }
+        }
+        Seen::Foreign { addr, bytes } => {
+            let len = bytes.len() as u64;
+            if !addr.is_multiple_of(2) || !len.is_multiple_of(512) || !range_ok(len) {
+                return fail(&[libc::EINVAL]);
+            }
+            (Ok, Effect::Foreign(bytes.clone()))
+        }
+        Seen::Array { n, segs } => {
+            if *n > 1024 {
+                return fail(&[libc::EINVAL]);
+            }
+            let Some(segs) = segs else {
+                return fail(&[libc::EFAULT]);
+            };
+            if let Some(e) = iovec_import(w, segs) {
+                return fail(if e == libc::EFAULT {
+                    &[libc::EFAULT]
+                } else {
+                    &[libc::EINVAL]
+                });
+            }
+            let nonempty: Vec<_> = segs.iter().filter(|s| s.1 > 0).copied().collect();
+            let total = nonempty.iter().map(|s| s.1).sum();
+            if !range_ok(total) || !nonempty.iter().all(|&(a, len)| aligned(a, len)) {
+                return fail(&[libc::EINVAL]);
+            }
+            for &(a, len) in &nonempty {
+                match a {
+                    Addr::Other(_) => return (Either, Effect::Unknown),
+                    _ if !World::mapped(a, len) => return fail(&[libc::EFAULT]),
+                    _ => {}
+                }
+            }
+            (Ok, Effect::Arena(arena_ranges(&nonempty)))
+        }
     }
-    // Every segment's address is checked with access_ok, an empty one's too (as readv(2) does).
-    if segs.iter().any(|s| s.0 == Addr::Kernel) {
-        return (Fail(&[libc::EFAULT, libc::EINVAL]), None);
-    }
-    let nonempty: Vec<_> = segs.iter().filter(|s| s.1 > 0).copied().collect();
-    let in_device = spec
-        .offset
-        .checked_add(total)
-        .is_some_and(|end| end <= DEV_BYTES);
-    let aligned_len = nonempty.iter().all(|s| s.1 % 512 == 0);
-    if total == 0
-        || total > MAX_RW_COUNT
-        || !in_device
-        || !spec.offset.is_multiple_of(512)
-        || !aligned_len
-    {
-        // Bad memory may be found first (EFAULT).
-        return (Fail(&[libc::EINVAL, libc::EFAULT]), None);
-    }
-    if !nonempty.iter().all(|&(a, len)| World::mapped(a, len)) {
-        // A misaligned segment may be refused first (EINVAL), else the memory fails (EFAULT).
-        return (Fail(&[libc::EFAULT, libc::EINVAL]), None);
-    }
-    let ranges = arena_ranges(&nonempty);
-    // Block-aligned memory meets any DMA alignment a device asks; below that the device decides.
-    let block_aligned = nonempty
-        .iter()
-        .all(|&(a, _)| matches!(a, Addr::Arena(off) if off % 512 == 0));
-    (if block_aligned { Ok } else { Either }, Some(ranges))
 }
 
 /// The arena ranges `(offset, length)` of segments that are all arena memory.
@@ -759,8 +945,8 @@ fn arena_ranges(segs: &[(Addr, u64)]) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// A request of a batch, the arena ranges the model gives it, and its result.
-type BatchResult<'a> = (&'a DioSpec, Option<Vec<(usize, usize)>>, i64);
+/// A request of a batch, what the model says it does to memory, and its result.
+type BatchResult<'a> = (&'a DioSpec, Effect, i64);
 
 /// Whether two of `ranges` share a byte.
 fn overlapping(ranges: &[(usize, usize)]) -> bool {
@@ -839,19 +1025,28 @@ fn step(w: &mut World, op: &Op) -> Result<()> {
                 ..Default::default()
             };
             let mut buf = sized_buf(&v, *size, uapi::PINDIO_PIN_SIZE_VER0);
+            let seen = w.seen(
+                mem,
+                flags & uapi::PINDIO_PIN_IOVEC != 0,
+                &iov,
+                &w.arena_bytes(),
+            );
+            let budget = u64::from(uapi::PINDIO_MAX_PINNED_PAGES) - w.pages_held[*dev];
             let res = call(&w.devs[*dev], uapi::PINDIO_IOC_PIN, &mut buf);
-            let (expect, ranges) = model_pin(*flags, mem, w.held[*dev].len());
+            let (expect, ranges, pages, bytes) =
+                model_pin(w, *flags, &seen, w.held[*dev].len(), budget);
+            let known = expect == Expect::Ok;
             let expect = size_expect(*size).unwrap_or(expect);
             check(&format!("PIN {op:?}"), &res, &expect, PIN_ERRS)?;
             if res.is_ok() {
                 // SAFETY: `buf` holds a `struct pindio_pin` (at least its size).
                 let out: uapi::pindio_pin =
                     unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
-                let bytes: usize = ranges.iter().map(|r| r.1).sum();
-                if !ranges.is_empty() {
+                if known {
                     ensure!(
-                        out.bytes == bytes as u64,
-                        "PIN reported {} bytes, not {bytes}",
+                        (u64::from(out.nr_pages), out.bytes) == (pages, bytes),
+                        "PIN reported {} pages, {} bytes, not {pages}, {bytes}",
+                        out.nr_pages,
                         out.bytes
                     );
                 }
@@ -864,6 +1059,8 @@ fn step(w: &mut World, op: &Op) -> Result<()> {
                 w.held[*dev].push(Held {
                     handle: out.handle,
                     ranges,
+                    pages: u64::from(out.nr_pages),
+                    bytes: out.bytes,
                 });
             }
         }
@@ -882,7 +1079,8 @@ fn step(w: &mut World, op: &Op) -> Result<()> {
             };
             check("UNPIN", &res, &expect, UNPIN_ERRS)?;
             if let Some(i) = index {
-                w.held[*dev].remove(i);
+                let h = w.held[*dev].remove(i);
+                w.pages_held[*dev] -= h.pages;
             }
         }
         Op::ReadPinned {
@@ -912,19 +1110,20 @@ fn step(w: &mut World, op: &Op) -> Result<()> {
                         .collect()
                 })
             });
-            let expect = match (&pinned, index) {
-                (_, None) => Expect::Fail(&[libc::ENOENT]),
-                (Some(p), _) => match offset.checked_add(*len) {
-                    Some(end) if end <= p.len() as u64 => {
-                        if World::mapped(*dst, *len) || *len == 0 {
+            // ExtArg, then the handle, then the range, then the copy out (through a bounce page:
+            // a destination that is not writable fails, possibly after some bytes).
+            let expect = match index.map(|i| w.held[*dev][i].bytes) {
+                None => Expect::Fail(&[libc::ENOENT]),
+                Some(bytes) => match offset.checked_add(*len) {
+                    Some(end) if end <= bytes => {
+                        if *len == 0 || World::mapped(*dst, *len) {
                             Expect::Ok
                         } else {
-                            Expect::Either
+                            Expect::Fail(&[libc::EFAULT])
                         }
                     }
                     _ => Expect::Fail(&[libc::EINVAL]),
                 },
-                (None, _) => Expect::Either,
             };
             check("READ_PINNED", &res, &expect, READ_PINNED_ERRS)?;
             let src = index
@@ -962,75 +1161,152 @@ fn step(w: &mut World, op: &Op) -> Result<()> {
             let res = call(&w.devs[*dev], uapi::PINDIO_IOC_PIN_BENCH, &mut buf);
             let expect = if *flags & !(uapi::PINDIO_PIN_WRITE | uapi::PINDIO_PIN_LONGTERM) != 0
                 || *len == 0
+                || *len > u64::from(uapi::PINDIO_PIN_BENCH_MAX_BYTES)
                 || *per_call == 0
             {
                 Expect::Fail(&[libc::EINVAL])
             } else if World::mapped(*addr, *len) {
                 Expect::Ok
             } else {
-                Expect::Either
+                // Not mapped (the hole, null, a kernel address): the error of the pin.
+                Expect::Fail(&[libc::EFAULT])
             };
             check("PIN_BENCH", &res, &expect, BENCH_ERRS)?;
         }
         Op::Dio { dev, spec, size } => {
-            let (expect, ranges) = model_dio(spec);
-            let expect = size_expect(*size).unwrap_or(expect);
             let req = w.dio_struct(spec, &mut iov);
-            let mut buf = sized_buf(&req, *size, uapi::PINDIO_DIO_SIZE_VER0);
             let before = w.arena_bytes();
+            let seen = w.seen(
+                &spec.mem,
+                spec.flags & uapi::PINDIO_DIO_IOVEC != 0,
+                &iov,
+                &before,
+            );
+            let (expect, effect) = model_dio(w, spec, &seen);
+            let sized = size_expect(*size);
+            let effect = if sized.is_some() {
+                Effect::Unknown
+            } else {
+                effect
+            };
+            let expect = sized.unwrap_or(expect);
+            let mut buf = sized_buf(&req, *size, uapi::PINDIO_DIO_SIZE_VER0);
             let res = call(&w.devs[*dev], uapi::PINDIO_IOC_DIO, &mut buf);
             check(&format!("DIO {spec:?}"), &res, &expect, DIO_ERRS)?;
             let res = res
                 .map(i64::from)
                 .map_err(|e| e.raw_os_error().unwrap_or(0));
-            w.after_dio(spec, ranges.as_deref(), res, &before)?;
+            w.after_dio(spec, &effect, res, &before)?;
         }
         Op::Batch {
             dev,
             reqs,
             entry_size,
             nr,
+            shapes,
+            readable,
         } => {
             let stride = *entry_size as usize;
+            let entry = std::mem::size_of::<uapi::pindio_dio>();
             let mut stores: Vec<Vec<libc::iovec>> = vec![Vec::new(); reqs.len()];
-            let mut arr = vec![0u8; stride.max(64) * reqs.len()];
+            // The array, built here, then placed where the kernel reads it: in a buffer of its
+            // own, or ending at an unmapped page after `readable` bytes.
+            let mut arr = vec![0u8; stride * reqs.len() + entry];
             for (i, spec) in reqs.iter().enumerate() {
                 let mut req = w.dio_struct(spec, &mut stores[i]);
-                req.size = *entry_size;
+                req.size = match shapes[i] {
+                    Entry::Exact | Entry::DirtyTail => *entry_size,
+                    Entry::Bigger => *entry_size + 8,
+                    Entry::Smaller => *entry_size - 8,
+                };
                 req.result = 0x5555;
                 // SAFETY: A plain uapi struct.
                 let bytes = unsafe {
-                    std::slice::from_raw_parts((&req as *const uapi::pindio_dio).cast::<u8>(), 48)
+                    std::slice::from_raw_parts(
+                        (&req as *const uapi::pindio_dio).cast::<u8>(),
+                        entry,
+                    )
                 };
                 let n = bytes.len().min(stride);
                 arr[i * stride..i * stride + n].copy_from_slice(&bytes[..n]);
+                if shapes[i] == Entry::DirtyTail {
+                    arr[i * stride + entry] = 1;
+                }
             }
+            let total = stride * reqs.len();
+            let area = Buf::new(total.div_ceil(PAGE) * PAGE + 2 * PAGE)?;
+            let start = match readable {
+                // `readable` bytes before the last page, which is unmapped.
+                Some(n) => {
+                    let hole = area.addr() + total.div_ceil(PAGE) * PAGE + PAGE;
+                    // SAFETY: The last page of our own mapping.
+                    unsafe { libc::munmap(hole as *mut libc::c_void, PAGE) };
+                    hole - n
+                }
+                None => area.addr(),
+            };
+            let placed = readable.unwrap_or(total).min(total);
+            // SAFETY: `placed` bytes fit from `start` (the rest of the array would be unmapped).
+            unsafe { std::ptr::copy_nonoverlapping(arr.as_ptr(), start as *mut u8, placed) };
             let v = uapi::pindio_dio_batch {
                 size: uapi::PINDIO_DIO_BATCH_SIZE_VER0,
                 nr: nr.unwrap_or(reqs.len() as u32),
-                reqs: arr.as_ptr() as u64,
+                reqs: start as u64,
                 entry_size: *entry_size,
                 reserved: 0,
             };
             let mut buf = sized_buf(&v, Size::Exact, uapi::PINDIO_DIO_BATCH_SIZE_VER0);
             let before = w.arena_bytes();
             let res = call(&w.devs[*dev], uapi::PINDIO_IOC_DIO_BATCH, &mut buf);
+            // SAFETY: Read back what the kernel may have written (the results).
+            unsafe { std::ptr::copy_nonoverlapping(start as *const u8, arr.as_mut_ptr(), placed) };
             let call_ok = nr.is_none()
                 && (uapi::PINDIO_DIO_SIZE_VER0..=uapi::PINDIO_STRUCT_SIZE_MAX).contains(entry_size);
-            let expect = if call_ok {
-                Expect::Ok
-            } else {
+            let expect = if !call_ok {
                 Expect::Fail(&[libc::EINVAL])
+            } else if readable.is_some_and(|n| n < total) {
+                Expect::Fail(&[libc::EFAULT])
+            } else {
+                Expect::Ok
             };
             check("DIO_BATCH", &res, &expect, &[libc::ENOMEM])?;
-            if res.is_ok() {
+            if res.is_err() {
+                // No request started: no memory, no result and no device byte changed.
+                ensure!(
+                    w.arena_bytes() == before,
+                    "a DIO_BATCH that failed changed the caller's memory"
+                );
+                // (An entry smaller than the struct has no result member of its own.)
+                let result_end = std::mem::offset_of!(uapi::pindio_dio, result) + 8;
+                for i in (0..placed / stride.max(1)).filter(|_| stride >= result_end) {
+                    let at = i * stride + std::mem::offset_of!(uapi::pindio_dio, result);
+                    let result = i64::from_ne_bytes(arr[at..at + 8].try_into()?);
+                    ensure!(
+                        result == 0x5555,
+                        "a DIO_BATCH that failed wrote result {i}: {result}"
+                    );
+                }
+                compare_device(w).context("after a DIO_BATCH that failed")?;
+            } else {
                 // Requests in one batch may overlap in memory or on the device: the model checks
                 // each alone only when no other successful write of the batch touches its range.
                 let mut results = Vec::new();
                 for (i, spec) in reqs.iter().enumerate() {
                     let at = i * stride + std::mem::offset_of!(uapi::pindio_dio, result);
                     let result = i64::from_ne_bytes(arr[at..at + 8].try_into()?);
-                    let (expect, ranges) = model_dio(spec);
+                    let seen = w.seen(
+                        &spec.mem,
+                        spec.flags & uapi::PINDIO_DIO_IOVEC != 0,
+                        &stores[i],
+                        &before,
+                    );
+                    let (expect, effect) = match shapes[i] {
+                        Entry::Bigger | Entry::Smaller => {
+                            (Expect::Fail(&[libc::EINVAL]), Effect::Unknown)
+                        }
+                        Entry::DirtyTail => (Expect::Fail(&[libc::E2BIG]), Effect::Unknown),
+                        Entry::Exact => model_dio(w, spec, &seen),
+                    };
                     let r = if result >= 0 {
                         Ok(result as i32)
                     } else {
@@ -1042,10 +1318,11 @@ fn step(w: &mut World, op: &Op) -> Result<()> {
                         &expect,
                         DIO_ERRS,
                     )?;
-                    results.push((spec, ranges, result));
+                    results.push((spec, effect, result));
                 }
                 w.after_batch(&results, &before)?;
             }
+            drop(area);
         }
         Op::LoopAdd {
             fd,
@@ -1122,6 +1399,7 @@ fn step(w: &mut World, op: &Op) -> Result<()> {
         }
         Op::Reopen { dev } => {
             w.devs[*dev] = Device::open()?;
+            // Closing the file released its pins.
             w.held[*dev].clear();
             w.pages_held[*dev] = 0;
         }
@@ -1143,40 +1421,102 @@ fn resolve(held: &[Held], h: Handle) -> (u32, Option<usize>) {
     }
 }
 
-/// The model of a PIN: what it must do, and the arena ranges it pins (for READ_PINNED).
-fn model_pin(flags: u32, mem: &Mem, held: usize) -> (Expect, Vec<(usize, usize)>) {
+/// The model of a PIN, in the kernel's order of checks: what it must do, and for a success the
+/// arena ranges it pins (empty if not the arena's), the pages and the bytes. `held` is the
+/// number of pins the file holds, `budget` the pages it may still pin.
+fn model_pin(
+    w: &World,
+    flags: u32,
+    seen: &Seen,
+    held: usize,
+    budget: u64,
+) -> (Expect, Vec<(usize, usize)>, u64, u64) {
     use Expect::*;
-    let iovec = flags & uapi::PINDIO_PIN_IOVEC != 0;
+    let fail = |e: &'static [i32]| (Fail(e), vec![], 0, 0);
     if flags & !uapi::PINDIO_PIN_FLAGS != 0 {
-        return (Fail(&[libc::EINVAL]), vec![]);
+        return fail(&[libc::EINVAL]);
     }
-    let segs: Vec<(Addr, u64)> = match (mem, iovec) {
-        (Mem::Range(a, len), false) => vec![(*a, *len)],
-        (Mem::Iovec(segs), true) => segs.clone(),
-        (Mem::BadArray(..), true) => return (Fail(&[libc::EFAULT, libc::EMFILE]), vec![]),
-        _ => return (Either, vec![]),
-    };
-    let total: u64 = segs.iter().map(|s| s.1).fold(0, u64::saturating_add);
-    if segs.is_empty() {
-        return (Fail(&[libc::EINVAL]), vec![]);
-    }
-    if segs.len() > 1024 {
-        return (Fail(&[libc::EINVAL, libc::EMFILE]), vec![]);
-    }
-    // The array is checked segment by segment: a bad address may come before the total.
-    if total == 0 || (iovec && total > MAX_RW_COUNT) {
-        return (Fail(&[libc::EINVAL, libc::EFAULT, libc::EMFILE]), vec![]);
+    match seen {
+        Seen::Range(a, len) if *len == 0 || w.addr(*a).checked_add(*len).is_none() => {
+            return fail(&[libc::EINVAL])
+        }
+        Seen::Array { n, .. } if *n == 0 || *n > u64::from(u32::MAX) => {
+            return fail(&[libc::EINVAL])
+        }
+        _ => {}
     }
     if held >= uapi::PINDIO_MAX_PIN_HANDLES as usize {
-        return (Fail(&[libc::EMFILE]), vec![]);
+        return fail(&[libc::EMFILE]);
     }
-    let nonempty: Vec<_> = segs.iter().filter(|s| s.1 > 0).copied().collect();
-    if !nonempty.iter().all(|&(a, len)| World::mapped(a, len)) {
-        return (Fail(&[libc::EFAULT, libc::EINVAL, libc::ENOSPC]), vec![]);
+    match seen {
+        Seen::Range(a, len) => {
+            let pages = pages_spanned(w.addr(*a), *len);
+            if pages > budget {
+                return fail(&[libc::ENOSPC]);
+            }
+            if *len > MAX_RW_COUNT {
+                return fail(&[libc::EINVAL]);
+            }
+            if !access_ok(w, *a, *len) {
+                return fail(&[libc::EFAULT]);
+            }
+            match a {
+                Addr::Other(_) => (Either, vec![], pages, *len),
+                Addr::Arena(off) if World::mapped(*a, *len) => {
+                    (Ok, vec![(*off, *len as usize)], pages, *len)
+                }
+                _ => fail(&[libc::EFAULT]),
+            }
+        }
+        Seen::Foreign { addr, bytes } => {
+            let len = bytes.len() as u64;
+            let pages = pages_spanned(*addr, len);
+            if pages > budget {
+                return fail(&[libc::ENOSPC]);
+            }
+            (Ok, vec![], pages, len)
+        }
+        Seen::Array { n, segs } => {
+            if *n > 1024 {
+                return fail(&[libc::EINVAL]);
+            }
+            let Some(segs) = segs else {
+                return fail(&[libc::EFAULT]);
+            };
+            if let Some(e) = iovec_import(w, segs) {
+                return fail(if e == libc::EFAULT {
+                    &[libc::EFAULT]
+                } else {
+                    &[libc::EINVAL]
+                });
+            }
+            let nonempty: Vec<_> = segs.iter().filter(|s| s.1 > 0).copied().collect();
+            if nonempty.is_empty() {
+                return fail(&[libc::EINVAL]);
+            }
+            // Pinned segment by segment, in order, within the page budget.
+            let mut pages = 0u64;
+            for &(a, len) in &nonempty {
+                let p = pages_spanned(w.addr(a), len);
+                match a {
+                    Addr::Other(_) => return (Either, vec![], 0, 0),
+                    _ if !World::mapped(a, len) => {
+                        return fail(if pages + p > budget {
+                            &[libc::EFAULT, libc::ENOSPC]
+                        } else {
+                            &[libc::EFAULT]
+                        })
+                    }
+                    _ => pages += p,
+                }
+            }
+            if pages > budget {
+                return fail(&[libc::ENOSPC]);
+            }
+            let bytes = nonempty.iter().map(|s| s.1).sum();
+            (Ok, arena_ranges(&nonempty), pages, bytes)
+        }
     }
-    let ranges = arena_ranges(&nonempty);
-    // The page budget is the file's: a success is likely, but ENOSPC is the model's blind spot.
-    (Either, ranges)
 }
 
 impl World {
@@ -1199,30 +1539,46 @@ impl World {
     fn after_dio(
         &mut self,
         spec: &DioSpec,
-        ranges: Option<&[(usize, usize)]>,
+        effect: &Effect,
         res: std::result::Result<i64, i32>,
         before: &[u8],
     ) -> Result<()> {
         let write = spec.flags & uapi::PINDIO_DIO_WRITE != 0;
         let after = self.arena_bytes();
-        match (res, ranges) {
-            (Err(e), _) => {
+        let n = match res {
+            Err(e) => {
                 ensure!(
                     after == before,
                     "a DIO that failed ({e}) changed the caller's memory"
-                )
+                );
+                return Ok(());
             }
-            (Ok(n), None) => {
-                // Memory the model does not know: only a write's effect is taken over, from the
-                // device itself, for the range it reported.
+            Ok(n) => n as usize,
+        };
+        let at = spec.offset as usize;
+        match effect {
+            // Only where the model does not know the memory (a user address it did not make):
+            // a write's bytes are taken from the device itself.
+            Effect::Unknown => {
                 if write {
-                    self.resync(spec.offset, n as usize)?;
+                    self.resync(spec.offset, n)?;
                 }
             }
-            (Ok(n), Some(ranges)) => {
+            Effect::Foreign(bytes) => {
+                ensure!(
+                    n == bytes.len(),
+                    "DIO returned {n}, expected {}",
+                    bytes.len()
+                );
+                if write {
+                    self.shadow[at..at + n].copy_from_slice(bytes);
+                }
+                ensure!(after == before, "a DIO of other memory changed the arena");
+            }
+            Effect::Arena(ranges) => {
                 let total: usize = ranges.iter().map(|r| r.1).sum();
-                ensure!(n as usize == total, "DIO returned {n}, expected {total}");
-                let mut at = spec.offset as usize;
+                ensure!(n == total, "DIO returned {n}, expected {total}");
+                let mut at = at;
                 let mut expected = before.to_vec();
                 for &(off, len) in ranges {
                     if write {
@@ -1263,30 +1619,47 @@ impl World {
         let mut unknown = false;
         // The memory the successful reads filled, first: a write whose source a read of the
         // same batch overwrote sent old or new bytes, in no set order.
-        for (spec, ranges, result) in results {
-            match ranges {
+        for (spec, effect, result) in results {
+            match effect {
                 _ if *result < 0 || write_of(spec) => {}
-                Some(ranges) => mem_read.extend(ranges.iter().copied()),
-                None => unknown = true,
+                Effect::Arena(ranges) => mem_read.extend(ranges.iter().copied()),
+                Effect::Foreign(_) => {}
+                Effect::Unknown => unknown = true,
             }
         }
         let mut racy = Vec::new();
-        for (spec, ranges, result) in results {
+        for (spec, effect, result) in results {
             if *result < 0 {
                 continue;
             }
-            let Some(ranges) = ranges else {
-                // A success the model does not follow: its effects are taken from the device.
-                if write_of(spec) {
-                    self.resync(spec.offset, *result as usize)?;
-                } else {
-                    unknown = true;
+            let n = *result as usize;
+            let ranges = match effect {
+                // A success the model does not follow (only with `Expect::Either`): its effects
+                // are taken from the device.
+                Effect::Unknown => {
+                    if write_of(spec) {
+                        self.resync(spec.offset, n)?;
+                    }
+                    continue;
                 }
-                continue;
+                Effect::Foreign(bytes) => {
+                    ensure!(
+                        n == bytes.len(),
+                        "batch request returned {n}, expected {}",
+                        bytes.len()
+                    );
+                    if write_of(spec) {
+                        dev_written.push((spec.offset as usize, n));
+                        let at = spec.offset as usize;
+                        self.shadow[at..at + n].copy_from_slice(bytes);
+                    }
+                    continue;
+                }
+                Effect::Arena(ranges) => ranges,
             };
             let total: usize = ranges.iter().map(|r| r.1).sum();
             ensure!(
-                *result as usize == total,
+                n == total,
                 "batch request returned {result}, expected {total}"
             );
             if write_of(spec) {
@@ -1306,7 +1679,8 @@ impl World {
             }
         }
         // Writes of one batch that overlap on the device land in no set order, nor do writes
-        // racing a read of the batch in memory: each such span is taken from the device as it is.
+        // racing a read of the batch in memory: each such span is taken from the device as it
+        // is (the header promises no order between the requests of a batch).
         for (i, &a) in dev_written.iter().enumerate() {
             if racy.contains(&a)
                 || dev_written
@@ -1318,8 +1692,10 @@ impl World {
             }
         }
         let after = self.arena_bytes();
-        for (spec, ranges, result) in results {
-            let Some(ranges) = ranges else { continue };
+        for (spec, effect, result) in results {
+            let Effect::Arena(ranges) = effect else {
+                continue;
+            };
             if *result < 0 || write_of(spec) || overlapping(ranges) {
                 continue;
             }
