@@ -542,6 +542,32 @@ mod tests {
     }
 
     #[test]
+    fn a_write_drops_cached_pages_before_its_bios() -> Result {
+        // Pages of the range cached by a buffered read before a direct write are gone once its
+        // checks ran, before its bios (the invalidation before a direct write, as
+        // kiocb_invalidate_pages does; the one after it cannot stand in for it: a reader
+        // could otherwise be served the old bytes while the write is in flight).
+        let file = open_bdev(super::NULLB0.load(Relaxed))?;
+        let len = 2 * PAGE_SIZE;
+        let buf = user_mem::map(len)?;
+        let pos = 172 << 20;
+        user_mem::fill(buf, len)?;
+        let first = i64::try_from(pos)?;
+        let last = first + i64::try_from(len)? - 1;
+        // SAFETY: The file is an open block device: its mapping is valid while it is open.
+        let cached =
+            || unsafe { bindings::filemap_range_has_page((*file.as_ptr()).f_mapping, first, last) };
+        buffered_read(&file, pos, len)?;
+        assert!(cached());
+        let n = write_with_between(&file, pos, buf, len, || {
+            assert!(!cached());
+            Ok(())
+        })?;
+        assert_eq!(n, len);
+        Ok(())
+    }
+
+    #[test]
     fn a_failed_invalidation_after_a_write_is_reported_by_fsync() -> Result {
         // A buffered write dirties a cached page of the range between the checks of a direct
         // write (which invalidated the cache) and its bios: the invalidation after the write

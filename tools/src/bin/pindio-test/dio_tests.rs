@@ -249,6 +249,23 @@ pub fn page_cache_coherency() -> Result<()> {
         f.read_exact_at(&mut vec![0; len], off).is_ok() && pread_buffered(NULLB, off, len)? == new,
         "buffered read after a pindio write shows stale cached data"
     );
+    // A buffered write, not flushed, then a pindio write of the same range: the dirty cached
+    // pages must be written back before the direct write, or their writeback (or the
+    // invalidation after the write, which launders them) would land on top of it.
+    let old = pattern(0x33, len);
+    f.write_all_at(&old, off).context("buffered write")?;
+    let new = pattern(0x44, len);
+    m.bytes().copy_from_slice(&new);
+    dio(&dev, &f, true, off, DioMem::Buf(m.addr(), len))?;
+    f.sync_all()?;
+    ensure!(
+        pread_direct(NULLB, off, len)? == new,
+        "a dirty cached page written back over a pindio write"
+    );
+    ensure!(
+        pread_buffered(NULLB, off, len)? == new,
+        "buffered read after a pindio write over dirty cache shows the old data"
+    );
     Ok(())
 }
 
