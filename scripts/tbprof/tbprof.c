@@ -16,9 +16,13 @@
  * QEMU of Debian 12): in system emulation its hash puts every address of a 4 KiB page into one
  * group of 64 entries, chosen by bits 12-23, and the entry within the group by bits 0-11, so
  * two hot blocks of one page collide whatever address the page is loaded at. Exits taken for
- * interrupts are not modelled.
+ * interrupts are not modelled. QEMU 10.0 hashes the same way (tb_jmp_cache_hash_func() of its
+ * accel/tcg/tb-hash.h).
  *
- * Built by scripts/profile against the qemu-plugin.h of the installed QEMU.
+ * Built by scripts/profile against the qemu-plugin.h of the installed QEMU. Memory accesses are
+ * counted inline by the translated code: with QEMU 7.2's API (version 1) into a counter of the
+ * block, shared by the vCPUs; from version 2 (QEMU 9.0), which dropped the shared inline ops,
+ * into the block's slot of a per-vCPU scoreboard, summed when QEMU exits.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -41,7 +45,8 @@ struct block {
 	uint64_t insns;
 	enum end end;
 	uint64_t execs, lookups, misses; /* updated atomically: vCPUs run in parallel */
-	uint64_t mems; /* bumped inline by the translated code at each load and store */
+	uint64_t mems; /* bumped inline by the translated code at each load and store (API 1) */
+	size_t index; /* its slot in the scoreboard of memory accesses (API 2 and later) */
 };
 
 #define MAX_VCPUS 64
@@ -58,6 +63,27 @@ static struct vcpu {
 static struct block **table;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *out_path = "tbprof.out";
+
+#if QEMU_PLUGIN_VERSION >= 2
+/* One element per vCPU: a counter of memory accesses per block, by the block's index. */
+#define MAX_BLOCKS (1u << 20)
+static struct qemu_plugin_scoreboard *mem_board;
+static size_t n_blocks;
+
+static qemu_plugin_u64 mem_counter(const struct block *b)
+{
+	return (qemu_plugin_u64){ mem_board, b->index * sizeof(uint64_t) };
+}
+#endif
+
+static uint64_t mem_accesses(const struct block *b)
+{
+#if QEMU_PLUGIN_VERSION >= 2
+	return b->index < MAX_BLOCKS ? qemu_plugin_u64_sum(mem_counter(b)) : 0;
+#else
+	return b->mems;
+#endif
+}
 
 /* tb_jmp_cache_hash_func() of QEMU 7.2 for softmmu (accel/tcg/tb-hash.h), 4 KiB pages. */
 static unsigned int jc_hash(uint64_t pc)
@@ -79,7 +105,7 @@ static void write_out(qemu_plugin_id_t id, void *data)
 		if (table[i] && table[i]->execs)
 			fprintf(f, "%" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
 				table[i]->pc, table[i]->insns, table[i]->execs, table[i]->lookups,
-				table[i]->misses, table[i]->mems);
+				table[i]->misses, mem_accesses(table[i]));
 	fclose(f);
 }
 
@@ -98,6 +124,10 @@ static struct block *lookup(uint64_t pc, uint64_t insns)
 				b->pc = pc;
 				b->insns = insns;
 				b->end = END_DIRECT;
+#if QEMU_PLUGIN_VERSION >= 2
+				/* Past MAX_BLOCKS a block's accesses are not counted (reported 0). */
+				b->index = n_blocks < MAX_BLOCKS ? n_blocks++ : MAX_BLOCKS;
+#endif
 				table[k] = b;
 			}
 			break;
@@ -169,9 +199,18 @@ static void translated(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 		free(insn);
 	}
 	qemu_plugin_register_vcpu_tb_exec_cb(tb, executed, QEMU_PLUGIN_CB_NO_REGS, b);
-	for (size_t i = 0; i < n; i++)
-		qemu_plugin_register_vcpu_mem_inline(qemu_plugin_tb_get_insn(tb, i), QEMU_PLUGIN_MEM_RW,
+	for (size_t i = 0; i < n; i++) {
+		struct qemu_plugin_insn *qi = qemu_plugin_tb_get_insn(tb, i);
+#if QEMU_PLUGIN_VERSION >= 2
+		if (b->index < MAX_BLOCKS)
+			qemu_plugin_register_vcpu_mem_inline_per_vcpu(qi, QEMU_PLUGIN_MEM_RW,
+								      QEMU_PLUGIN_INLINE_ADD_U64,
+								      mem_counter(b), 1);
+#else
+		qemu_plugin_register_vcpu_mem_inline(qi, QEMU_PLUGIN_MEM_RW,
 						     QEMU_PLUGIN_INLINE_ADD_U64, &b->mems, 1);
+#endif
+	}
 }
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info,
@@ -188,6 +227,11 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 	table = calloc(TABLE_SIZE, sizeof(*table));
 	if (!table)
 		return -1;
+#if QEMU_PLUGIN_VERSION >= 2
+	mem_board = qemu_plugin_scoreboard_new(MAX_BLOCKS * sizeof(uint64_t));
+	if (!mem_board)
+		return -1;
+#endif
 	qemu_plugin_register_vcpu_tb_trans_cb(id, translated);
 	qemu_plugin_register_atexit_cb(id, write_out, NULL);
 	return 0;
