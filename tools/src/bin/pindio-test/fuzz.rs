@@ -785,6 +785,24 @@ fn iovec_import(w: &World, segs: &[(Addr, u64)]) -> Option<i32> {
     None
 }
 
+/// An iovec array of `n` entries as `import_iovec` takes it: its non-empty segments, or the
+/// error of the array itself (more than `UIO_MAXIOV` entries, unreadable, a segment it refuses).
+fn import_array(
+    w: &World,
+    n: u64,
+    segs: Option<&[(Addr, u64)]>,
+) -> Result<Vec<(Addr, u64)>, &'static [i32]> {
+    if n > 1024 {
+        return Err(&[libc::EINVAL]);
+    }
+    let segs = segs.ok_or(&[libc::EFAULT][..])?;
+    match iovec_import(w, segs) {
+        Some(libc::EFAULT) => Err(&[libc::EFAULT]),
+        Some(_) => Err(&[libc::EINVAL]),
+        None => Result::Ok(segs.iter().filter(|s| s.1 > 0).copied().collect()),
+    }
+}
+
 /// `size` and a tail for an argument struct of `T` written into `buf`, as [`Size`] says.
 fn sized_buf<T: pindio::ExtStruct>(val: &T, size: Size, ver0: u32) -> Vec<u8> {
     let n = std::mem::size_of::<T>();
@@ -905,20 +923,10 @@ fn model_dio(w: &World, spec: &DioSpec, seen: &Seen) -> (Expect, Effect) {
             (Ok, Effect::Foreign(bytes.clone()))
         }
         Seen::Array { n, segs } => {
-            if *n > 1024 {
-                return fail(&[libc::EINVAL]);
-            }
-            let Some(segs) = segs else {
-                return fail(&[libc::EFAULT]);
+            let nonempty = match import_array(w, *n, segs.as_deref()) {
+                Result::Ok(nonempty) => nonempty,
+                Err(e) => return fail(e),
             };
-            if let Some(e) = iovec_import(w, segs) {
-                return fail(if e == libc::EFAULT {
-                    &[libc::EFAULT]
-                } else {
-                    &[libc::EINVAL]
-                });
-            }
-            let nonempty: Vec<_> = segs.iter().filter(|s| s.1 > 0).copied().collect();
             let total = nonempty.iter().map(|s| s.1).sum();
             if !range_ok(total) || !nonempty.iter().all(|&(a, len)| aligned(a, len)) {
                 return fail(&[libc::EINVAL]);
@@ -1477,20 +1485,10 @@ fn model_pin(
             (Ok, vec![], pages, len)
         }
         Seen::Array { n, segs } => {
-            if *n > 1024 {
-                return fail(&[libc::EINVAL]);
-            }
-            let Some(segs) = segs else {
-                return fail(&[libc::EFAULT]);
+            let nonempty = match import_array(w, *n, segs.as_deref()) {
+                Result::Ok(nonempty) => nonempty,
+                Err(e) => return fail(e),
             };
-            if let Some(e) = iovec_import(w, segs) {
-                return fail(if e == libc::EFAULT {
-                    &[libc::EFAULT]
-                } else {
-                    &[libc::EINVAL]
-                });
-            }
-            let nonempty: Vec<_> = segs.iter().filter(|s| s.1 > 0).copied().collect();
             if nonempty.is_empty() {
                 return fail(&[libc::EINVAL]);
             }
