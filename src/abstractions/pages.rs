@@ -412,10 +412,11 @@ impl<S: PageSlots, R: Release> Batch<S, R> {
         self.raw_segments().filter_map(|(page, offset, len)| {
             let page = NonNull::new(page)?;
             // SAFETY: By the type invariant the page is valid until the batch is dropped, which
-            // the borrow of `self` that the returned page carries outlives; it was pinned with
+            // outlives the borrow of `self` that the returned page carries; it was pinned with
             // `FOLL_WRITE` or listed from a buffer borrowed mutably if the batch's direction is
             // `FromDevice`.
-            Some((unsafe { IoPage::from_raw(page) }, offset, len))
+            let page = unsafe { IoPage::from_raw(page) };
+            Some((page, offset, len))
         })
     }
 

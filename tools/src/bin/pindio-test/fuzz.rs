@@ -767,26 +767,9 @@ fn pages_spanned(addr: u64, len: u64) -> u64 {
     last - first + 1
 }
 
-/// `UserPages::new_iovec`'s checks of the segments, in its order: `Some(errno)` if it fails.
-fn iovec_import(w: &World, segs: &[(Addr, u64)]) -> Option<i32> {
-    if segs.iter().any(|s| s.1 > isize::MAX as u64) {
-        return Some(libc::EINVAL);
-    }
-    let mut total = 0u64;
-    for &(a, len) in segs {
-        if !access_ok(w, a, len) {
-            return Some(libc::EFAULT);
-        }
-        total = total.saturating_add(len);
-        if total > MAX_RW_COUNT {
-            return Some(libc::EINVAL);
-        }
-    }
-    None
-}
-
-/// An iovec array of `n` entries as `import_iovec` takes it: its non-empty segments, or the
-/// error of the array itself (more than `UIO_MAXIOV` entries, unreadable, a segment it refuses).
+/// An iovec array of `n` entries as `import_iovec` takes it (`UserPages::new_iovec`'s checks,
+/// in its order): its non-empty segments, or the error of the array itself (more than `UIO_MAXIOV` entries, unreadable, a segment longer
+/// than `isize::MAX` or outside user space, a total above `MAX_RW_COUNT`).
 fn import_array(
     w: &World,
     n: u64,
@@ -796,11 +779,20 @@ fn import_array(
         return Err(&[libc::EINVAL]);
     }
     let segs = segs.ok_or(&[libc::EFAULT][..])?;
-    match iovec_import(w, segs) {
-        Some(libc::EFAULT) => Err(&[libc::EFAULT]),
-        Some(_) => Err(&[libc::EINVAL]),
-        None => Result::Ok(segs.iter().filter(|s| s.1 > 0).copied().collect()),
+    if segs.iter().any(|s| s.1 > isize::MAX as u64) {
+        return Err(&[libc::EINVAL]);
     }
+    let mut total = 0u64;
+    for &(a, len) in segs {
+        if !access_ok(w, a, len) {
+            return Err(&[libc::EFAULT]);
+        }
+        total = total.saturating_add(len);
+        if total > MAX_RW_COUNT {
+            return Err(&[libc::EINVAL]);
+        }
+    }
+    Result::Ok(segs.iter().filter(|s| s.1 > 0).copied().collect())
 }
 
 /// `size` and a tail for an argument struct of `T` written into `buf`, as [`Size`] says.
