@@ -85,6 +85,7 @@ module: kernel
 tools: setup
 	cd tools && RUSTFLAGS='-C target-feature=+crt-static' $(CARGO_ENV) \
 		$(CARGO) build --release --locked --target $(TOOLS_TARGET)
+	@$(SCRIPTS)/fio-engine $(TOOLS_BIN)/pindio-fio.so
 
 host-test: setup
 	cd tools && $(CARGO_ENV) $(CARGO) test --locked

@@ -1,69 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `pindio bench blk`: pindio's stacked device against the kernel's loop driver with direct I/O
-//! on (`LOOP_SET_DIRECT_IO`), both on the same backing block device, driven the same way:
+//! on (util-linux's `losetup --direct-io=on`, at the backing's logical block size), both on the same backing block device, driven the same way:
 //! pread(O_DIRECT) one at a time, io_uring 32 at a time, and 1 MiB sequential reads and writes.
 //! Rates, ratios and rounds are those of `pindio bench dio` (see [`crate::dio_bench`]).
 
 use crate::dio_bench::{measure, rate, report, Only, Rng, Seq, QD};
-use crate::{open_blockdev, Buf, Device};
+use crate::{host::KernelLoop, open_blockdev, Buf, Device};
 use anyhow::{bail, ensure, Context, Result};
 use io_uring::{opcode, types, IoUring};
 use std::{
-    fs::{self, File},
+    fs::File,
     io::{Seek, SeekFrom},
     os::{fd::AsRawFd, unix::fs::FileExt},
 };
 
-/// `LOOP_SET_FD`, `LOOP_CLR_FD`, `LOOP_SET_DIRECT_IO` and `LOOP_CTL_GET_FREE` of
-/// `<linux/loop.h>`.
-const LOOP_SET_FD: libc::c_ulong = 0x4C00;
-const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
-const LOOP_SET_DIRECT_IO: libc::c_ulong = 0x4C08;
-const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+/// `BLKSSZGET` of `<linux/fs.h>`: the logical block size.
+const BLKSSZGET: libc::c_ulong = 0x1268;
 
-/// A kernel loop device on a block device, with direct I/O on; detached on drop.
-struct KernelLoop {
-    file: File,
-    path: String,
-}
-
-impl KernelLoop {
-    fn new(backing: &File) -> Result<Self> {
-        let ctl = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/loop-control")
-            .context("open /dev/loop-control")?;
-        // SAFETY: LOOP_CTL_GET_FREE takes no argument.
-        let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
-        ensure!(
-            n >= 0,
-            "LOOP_CTL_GET_FREE: {}",
-            std::io::Error::last_os_error()
-        );
-        let path = format!("/dev/loop{n}");
-        let file = open_blockdev(&path, true, false)?;
-        // SAFETY: LOOP_SET_FD takes the backing fd as its argument.
-        if unsafe { libc::ioctl(file.as_raw_fd(), LOOP_SET_FD, backing.as_raw_fd()) } < 0 {
-            bail!("LOOP_SET_FD: {}", std::io::Error::last_os_error());
-        }
-        let lo = Self { file, path };
-        // SAFETY: LOOP_SET_DIRECT_IO takes 0 or 1 as its argument.
-        if unsafe { libc::ioctl(lo.file.as_raw_fd(), LOOP_SET_DIRECT_IO, 1 as libc::c_ulong) } < 0 {
-            bail!("LOOP_SET_DIRECT_IO: {}", std::io::Error::last_os_error());
-        }
-        let dio = fs::read_to_string(format!("/sys/block/loop{n}/loop/dio"))?;
-        ensure!(dio.trim() == "1", "{}: direct I/O is off", lo.path);
-        Ok(lo)
+/// The logical block size of the block device open as `f`.
+fn logical_block_size(f: &File) -> Result<u32> {
+    let mut size: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one int through its argument, which points to `size`.
+    if unsafe { libc::ioctl(f.as_raw_fd(), BLKSSZGET, &mut size) } < 0 {
+        bail!("BLKSSZGET: {}", std::io::Error::last_os_error());
     }
-}
-
-impl Drop for KernelLoop {
-    fn drop(&mut self) {
-        // SAFETY: LOOP_CLR_FD takes no argument.
-        unsafe { libc::ioctl(self.file.as_raw_fd(), LOOP_CLR_FD) };
-    }
+    Ok(size as u32)
 }
 
 /// One side of the comparison: a device opened for direct I/O, and a ring to drive it.
@@ -112,8 +74,8 @@ pub fn run(dev: &Device, backing: &str, secs: f64, rounds: u32, only: Option<Onl
         .context("PINDIO_IOC_LOOP_ADD")?;
     let ours_path = crate::loop_path(index);
     let ran = (|| -> Result<()> {
-        let lo = KernelLoop::new(&b)?;
-        let (mut ours, mut theirs) = (Side::new(&ours_path)?, Side::new(&lo.path)?);
+        let lo = KernelLoop::new(backing, logical_block_size(&b)?, 0, 0)?;
+        let (mut ours, mut theirs) = (Side::new(&ours_path)?, Side::new(lo.path())?);
         // A buffer for each side: the closures of a measurement each hold theirs.
         let (mut buf1, mut buf2) = (
             Buf::new(QD * 4096 + (1 << 20))?,
@@ -126,7 +88,7 @@ pub fn run(dev: &Device, backing: &str, secs: f64, rounds: u32, only: Option<Onl
                  I/O on); {rounds} rounds of {secs} s each (rates: the best round; ratio: of \
                  the best rounds; median: of the rounds' ratios)",
                 size >> 20,
-                lo.path
+                lo.path()
             );
             println!(
                 "{:<34} {:>12} {:>12} {:<6} {:>7} {:>7}",

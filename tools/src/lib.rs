@@ -45,6 +45,7 @@ mod plan;
 
 pub mod blk_bench;
 pub mod dio_bench;
+pub mod host;
 pub mod ktap;
 
 /// The ABI version the module built from this tree implements.

@@ -8,12 +8,11 @@
 use super::dio_tests::{dev_size, open, pread_direct, pwrite_direct};
 use super::{device, expect_errno, pin_tests::pattern};
 use anyhow::{bail, ensure, Context, Result};
-use pindio::{dio_bench::Rng, uapi, Device, ExtStruct};
+use pindio::{dio_bench::Rng, host::run, uapi, Device, ExtStruct};
 use std::{
     fs::{self, File},
     io::{Read, Write},
     os::{fd::AsRawFd, unix::fs::FileExt},
-    process::Command,
     sync::{
         atomic::{AtomicBool, Ordering},
         Barrier,
@@ -35,13 +34,13 @@ const NULLB_CACHE: &str = "/dev/nullb7";
 const VDB: &str = "/dev/vdb";
 
 /// A stacked device made by a test, removed when the test is done with it (also when it fails).
-struct Stacked<'d> {
+pub(super) struct Stacked<'d> {
     dev: &'d Device,
     index: u32,
 }
 
 impl<'d> Stacked<'d> {
-    fn add(
+    pub(super) fn add(
         dev: &'d Device,
         backing: &str,
         offset: u64,
@@ -57,11 +56,11 @@ impl<'d> Stacked<'d> {
         Ok(Self { dev, index })
     }
 
-    fn path(&self) -> String {
+    pub(super) fn path(&self) -> String {
         pindio::loop_path(self.index)
     }
 
-    fn del(self) -> Result<()> {
+    pub(super) fn del(self) -> Result<()> {
         let (dev, index) = (self.dev, self.index);
         std::mem::forget(self);
         dev.loop_del(index)
@@ -102,7 +101,7 @@ fn write_buffered(path: &str, off: u64, data: &[u8]) -> Result<()> {
     f.sync_all().context("fsync")
 }
 
-fn drop_caches(path: &str) -> Result<()> {
+pub(super) fn drop_caches(path: &str) -> Result<()> {
     // BLKFLSBUF = _IO(0x12, 97): write back and drop the device's page cache.
     let f = open(path, false, false)?;
     // SAFETY: BLKFLSBUF takes no argument.
@@ -191,22 +190,6 @@ pub fn forwarding_pins_nothing() -> Result<()> {
     s.del()
 }
 
-/// The busybox tool `name` with `args`; fails with its output if it fails.
-fn run(name: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(name)
-        .args(args)
-        .output()
-        .with_context(|| format!("run {name}"))?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    ensure!(
-        out.status.success(),
-        "{name} {args:?}: {}: {text}",
-        out.status
-    );
-    Ok(text)
-}
-
 /// ext2 (busybox mke2fs) on the device: files of random sizes written, synced, unmounted,
 /// mounted again and read back; then the same image read through the backing device directly.
 /// No FOLL_PIN pin is taken throughout.
@@ -220,7 +203,7 @@ pub fn filesystem() -> Result<()> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut files = Vec::new();
     pins_nothing("mke2fs, mount, write, sync, umount", || {
-        run("mke2fs", &["-q", "-b", "4096", &path])?;
+        run("busybox", &["mke2fs", "-q", "-b", "4096", &path])?;
         run("mount", &["-t", "ext2", &path, mnt])?;
         for i in 0..24 {
             let len = (rng.next_u64() % (3 * MIB as u64)) as usize + (i % 3);

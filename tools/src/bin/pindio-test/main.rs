@@ -12,6 +12,7 @@ use pindio::{
 use std::{io, mem::size_of, os::unix::fs::FileTypeExt, os::unix::fs::PermissionsExt, ptr};
 
 mod dio_tests;
+mod fs_tests;
 mod fuzz;
 mod loop_tests;
 mod pin_tests;
@@ -272,6 +273,22 @@ const CASES: &[Case] = &[
     Case {
         name: "loop_filesystem",
         run: loop_tests::filesystem,
+    },
+    Case {
+        name: "loop_ext4_e2fsck_clean",
+        run: fs_tests::ext4_checked,
+    },
+    Case {
+        name: "loop_xfs_xfs_repair_clean",
+        run: fs_tests::xfs_checked,
+    },
+    Case {
+        name: "dio_fio_pindio_engine_verify",
+        run: fs_tests::fio_engine,
+    },
+    Case {
+        name: "loop_on_kernel_loop_direct_io",
+        run: fs_tests::on_kernel_loop,
     },
     Case {
         name: "loop_flush_and_fua_reach_backing",
