@@ -7,7 +7,10 @@
 //! `PATH`, and a test that means the host's `losetup --direct-io` must never get busybox's.
 
 use anyhow::{bail, ensure, Context, Result};
-use std::{fs, process::Command};
+use std::{
+    fs,
+    process::{Command, ExitStatus},
+};
 
 /// util-linux.
 pub const LOSETUP: &str = "/usr/sbin/losetup";
@@ -24,10 +27,10 @@ pub const MKFS_XFS: &str = "/usr/sbin/mkfs.xfs";
 /// xfsprogs.
 pub const XFS_REPAIR: &str = "/usr/sbin/xfs_repair";
 
-/// Runs `prog` with `args` and returns what it printed (standard output, then standard error);
-/// fails with its exit status and that output if it does not exit 0, or if it is missing (the
-/// host's root is not mounted, or setup did not install it): never a skip.
-pub fn run(prog: &str, args: &[&str]) -> Result<String> {
+/// Runs `prog` with `args` and returns its exit status and what it printed (standard output,
+/// then standard error); fails only if it cannot be started (missing: the host's root is not
+/// mounted, or setup did not install it).
+pub fn output(prog: &str, args: &[&str]) -> Result<(ExitStatus, String)> {
     let out = Command::new(prog)
         .args(args)
         // libdevmapper: no udev in the guest, so dmsetup makes and removes /dev/mapper/NAME
@@ -37,11 +40,14 @@ pub fn run(prog: &str, args: &[&str]) -> Result<String> {
         .with_context(|| format!("run {prog} (is the host's root mounted at /host?)"))?;
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    ensure!(
-        out.status.success(),
-        "{prog} {args:?}: {}: {text}",
-        out.status
-    );
+    Ok((out.status, text))
+}
+
+/// [`output`], which must exit 0: fails with the exit status and the output otherwise, or if
+/// `prog` is missing: never a skip.
+pub fn run(prog: &str, args: &[&str]) -> Result<String> {
+    let (status, text) = output(prog, args)?;
+    ensure!(status.success(), "{prog} {args:?}: {status}: {text}");
     Ok(text)
 }
 

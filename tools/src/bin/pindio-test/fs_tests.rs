@@ -206,10 +206,7 @@ pub fn on_kernel_loop() -> Result<()> {
 pub fn fio_engine() -> Result<()> {
     const ENGINE: &str = "--ioengine=external:/lib/pindio-fio.so";
     let _dev = device()?;
-    let pins = || -> Result<u64> {
-        let _ = fs::write("/proc/sys/vm/stat_refresh", "1");
-        Ok(pindio::foll_pin_counts()?.0)
-    };
+    let pins = || -> Result<u64> { Ok(pindio::foll_pin_counts()?.0) };
     for depth in ["--iodepth=1", "--iodepth=32"] {
         let before = pins()?;
         let out = run(
@@ -234,8 +231,9 @@ pub fn fio_engine() -> Result<()> {
             "{depth}: {moved} pins taken for 8 MiB written and read back in 4 KiB: {out}"
         );
     }
-    let out = std::process::Command::new(host::FIO)
-        .args([
+    let (status, text) = host::output(
+        host::FIO,
+        &[
             "--name=misaligned",
             ENGINE,
             "--filename",
@@ -244,15 +242,11 @@ pub fn fio_engine() -> Result<()> {
             "--rw=read",
             "--bs=4k",
             "--size=64k",
-        ])
-        .output()
-        .context("run fio")?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        ],
+    )?;
     ensure!(
-        !out.status.success() && text.contains("Invalid argument"),
-        "4 KiB reads of a 16 KiB-block device through the engine: {}: {text}",
-        out.status
+        !status.success() && text.contains("Invalid argument"),
+        "4 KiB reads of a 16 KiB-block device through the engine: {status}: {text}"
     );
     Ok(())
 }
