@@ -512,6 +512,8 @@ struct World {
     /// The stacked devices this run made, by index, with their window: what the model expects
     /// `PINDIO_IOC_LOOP_INFO` to say. Removed when the world goes.
     loops: [Option<(u64, u64)>; uapi::PINDIO_LOOP_MAX as usize],
+    /// The first address past user space (`TASK_SIZE_MAX`), as [`user_end`] finds it.
+    user_end: u64,
 }
 
 impl Drop for World {
@@ -606,6 +608,7 @@ impl World {
             files,
             kmsg: KernelLog::open()?,
             loops: [None; uapi::PINDIO_LOOP_MAX as usize],
+            user_end: user_end(),
         })
     }
 
@@ -622,9 +625,7 @@ impl World {
     /// The address `raw` as the model names it.
     fn name(&self, raw: u64) -> Addr {
         let base = self.arena.addr() as u64;
-        if raw >= USER_END {
-            Addr::Kernel
-        } else if raw == 0 {
+        if raw == 0 {
             Addr::Null
         } else if (base..base + ((ARENA_PAGES + 1) * PAGE) as u64).contains(&raw) {
             Addr::Arena((raw - base) as usize)
@@ -722,9 +723,31 @@ impl World {
     }
 }
 
-/// The first address past user space on x86-64 (`TASK_SIZE_MAX` without 5-level paging):
-/// `access_ok` refuses any range that reaches it.
-const USER_END: u64 = 0x7fff_ffff_f000;
+/// The first address past user space on x86-64, `TASK_SIZE_MAX`: `access_ok` refuses any range
+/// that reaches past it. It is `(1 << 56) - PAGE_SIZE` when the kernel runs with 5-level page
+/// tables (`-cpu max` under TCG has LA57), `(1 << 47) - PAGE_SIZE` otherwise; the kernel's own mm
+/// says which: a mapping above the 47-bit space can be made only with 5-level page tables.
+fn user_end() -> u64 {
+    let probe = 1usize << 52;
+    // SAFETY: A new anonymous mapping that replaces nothing (MAP_FIXED_NOREPLACE), unmapped at
+    // once; an older kernel that ignores the flag treats the address as a hint.
+    let five_level = unsafe {
+        let p = libc::mmap(
+            probe as *mut libc::c_void,
+            PAGE,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        );
+        if p != libc::MAP_FAILED {
+            libc::munmap(p, PAGE);
+        }
+        p as usize == probe
+    };
+    let bits = if five_level { 56 } else { 47 };
+    (1u64 << bits) - PAGE as u64
+}
 
 /// The memory of a PIN or DIO as the kernel sees it.
 enum Seen {
@@ -754,7 +777,7 @@ enum Effect {
 fn access_ok(w: &World, a: Addr, len: u64) -> bool {
     w.addr(a)
         .checked_add(len)
-        .is_some_and(|end| end <= USER_END)
+        .is_some_and(|end| end <= w.user_end)
 }
 
 /// Pages spanned by `len` bytes at user address `addr`.
