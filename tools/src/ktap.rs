@@ -33,7 +33,16 @@ pub fn run(cases: &[Case], filter: &[String], after: fn() -> anyhow::Result<()>)
     let mut failed = 0;
     for (i, case) in selected.iter().enumerate() {
         let _ = out.flush();
-        match (case.run)().and_then(|()| after()) {
+        let start = std::time::Instant::now();
+        let res = (case.run)().and_then(|()| after());
+        // A diagnostic line, for finding where a run's time goes.
+        let _ = writeln!(
+            out,
+            "# {}: {:.1} s",
+            case.name,
+            start.elapsed().as_secs_f64()
+        );
+        match res {
             Ok(()) => {
                 let _ = writeln!(out, "ok {} {}", i + 1, case.name);
             }
