@@ -6,9 +6,12 @@
  *   fio --ioengine=external:/lib/pindio-fio.so --filename=/dev/nullb1 --direct=1 ...
  *
  * One I/O in flight (iodepth=1): PINDIO_IOC_DIO, one ioctl per I/O, as pread(2) is for psync.
- * More (iodepth=N): the I/Os fio queues until its commit go down in one PINDIO_IOC_DIO_BATCH,
- * at most PINDIO_DIO_BATCH_MAX at a time (their bios in flight together, the call waiting for
- * all); the batch is done when the call returns, and fio reaps it from getevents.
+ * More (iodepth=N): the I/Os fio queues go down together in one PINDIO_IOC_DIO_BATCH, at most
+ * PINDIO_DIO_BATCH_MAX at a time (their bios in flight together, the call waiting for all); the
+ * batch is done when the call returns, and fio reaps it from getevents. fio commits after every
+ * I/O it queues (iodepth_batch_submit=1 by default), which for an engine whose submission waits
+ * would be QD1: the engine submits when its N slots are full, or when fio waits for events.
+ * Each I/O's issue time is the call's start, so fio's completion latency is the call's.
  *
  * Built against the headers of the fio it is loaded into (the same version, configured as
  * Debian's package is: scripts/fio-engine), and against the one ABI header,
@@ -94,7 +97,8 @@ static enum fio_q_status fio_pindio_queue(struct thread_data *td, struct io_u *i
 	return FIO_Q_QUEUED;
 }
 
-static int fio_pindio_commit(struct thread_data *td)
+/* The queued io_us, in one PINDIO_IOC_DIO_BATCH; done (to be reaped) when it returns. */
+static void pindio_submit(struct thread_data *td)
 {
 	struct pindio_data *pd = td->io_ops_data;
 	struct pindio_dio_batch batch;
@@ -102,7 +106,7 @@ static int fio_pindio_commit(struct thread_data *td)
 	unsigned int i, nr = pd->queued;
 
 	if (!nr || pd->events)
-		return 0;
+		return;
 	for (i = 0; i < nr; i++)
 		pindio_fill(&pd->reqs[i], pd->queue[i]);
 	if (fio_fill_issue_time(td)) {
@@ -131,6 +135,15 @@ static int fio_pindio_commit(struct thread_data *td)
 	memcpy(pd->done, pd->queue, nr * sizeof(pd->queue[0]));
 	pd->events = nr;
 	pd->queued = 0;
+}
+
+/* A full batch goes down at once; a partial one waits for more, or for fio's getevents. */
+static int fio_pindio_commit(struct thread_data *td)
+{
+	struct pindio_data *pd = td->io_ops_data;
+
+	if (pd->queued == pd->depth)
+		pindio_submit(td);
 	return 0;
 }
 
@@ -141,7 +154,7 @@ static int fio_pindio_getevents(struct thread_data *td, unsigned int min,
 	int ret;
 
 	if (pd->events < min && pd->queued)
-		fio_pindio_commit(td);
+		pindio_submit(td);
 	ret = pd->events;
 	pd->events = 0;
 	return ret;

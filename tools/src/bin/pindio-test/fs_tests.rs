@@ -223,7 +223,9 @@ pub fn on_kernel_loop() -> Result<()> {
 /// random writes with crc32c headers, read back and verified, one at a time (PINDIO_IOC_DIO)
 /// and 32 at a time (PINDIO_IOC_DIO_BATCH). Each page is pinned once for its write and once for
 /// its read, so `nr_foll_pin_acquired` moves by at least that much: the I/O went through pindio,
-/// not a fallback path. A block size below the device's logical block size fails with fio
+/// not a fallback path. At depth 32, fio's own count of I/Os per submission (its JSON's
+/// `iodepth_submit`) must put nine in ten submissions at 17 to 32 I/Os: the batches are real,
+/// not one I/O a call. A block size below the device's logical block size fails with fio
 /// reporting EINVAL, the ioctl's answer.
 pub fn fio_engine() -> Result<()> {
     const ENGINE: &str = "--ioengine=external:/lib/pindio-fio.so";
@@ -245,6 +247,7 @@ pub fn fio_engine() -> Result<()> {
                 "--size=8M",
                 "--verify=crc32c",
                 "--randrepeat=1",
+                "--output-format=json",
             ],
         )?;
         let moved = pins()? - before;
@@ -252,6 +255,20 @@ pub fn fio_engine() -> Result<()> {
             moved >= 2 * 2048,
             "{depth}: {moved} pins taken for 8 MiB written and read back in 4 KiB: {out}"
         );
+        if depth == "--iodepth=32" {
+            // fio's JSON, on its standard output: what follows (its standard error) is not.
+            let json: serde_json::Value = serde_json::Deserializer::from_str(&out)
+                .into_iter()
+                .next()
+                .context("no JSON from fio")?
+                .context("fio's JSON output")?;
+            let full = json["jobs"][0]["iodepth_submit"]["32"].as_f64();
+            ensure!(
+                full.is_some_and(|p| p >= 90.0),
+                "{depth}: {full:?} % of the submissions were of 17 to 32 I/Os: {}",
+                json["jobs"][0]["iodepth_submit"]
+            );
+        }
     }
     let (status, text) = host::output(
         host::FIO,
