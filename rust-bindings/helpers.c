@@ -82,19 +82,9 @@ struct block_device *pindio_file_bdev(struct file *file, unsigned int *modes, un
 	return bdev;
 }
 
-struct request_queue *pindio_bdev_get_queue(struct block_device *bdev)
+bool pindio_bdev_read_only(struct block_device *bdev)
 {
-	return bdev_get_queue(bdev);
-}
-
-struct queue_limits pindio_queue_limits_start_update(struct request_queue *q)
-{
-	return queue_limits_start_update(q);
-}
-
-void pindio_queue_limits_cancel_update(struct request_queue *q)
-{
-	queue_limits_cancel_update(q);
+	return bdev_read_only(bdev);
 }
 
 unsigned int pindio_disk_openers(struct gendisk *disk)

@@ -66,15 +66,8 @@ bool pindio_page_maybe_dma_pinned(struct page *page);
 struct block_device *pindio_file_bdev(struct file *file, unsigned int *modes, unsigned int *lbs,
 				      unsigned int *dma_alignment, loff_t *nr_bytes);
 
-/* bdev_get_queue(): the request queue of a block device. */
-struct request_queue *pindio_bdev_get_queue(struct block_device *bdev);
-/*
- * queue_limits_start_update() / queue_limits_cancel_update(): a copy of the queue limits taken
- * under q->limits_lock (queue_limits_commit_update() copies the whole struct under it), then the
- * lock released: how a stacked device reads the limits of the device below.
- */
-struct queue_limits pindio_queue_limits_start_update(struct request_queue *q);
-void pindio_queue_limits_cancel_update(struct request_queue *q);
+/* bdev_read_only(): whether a block device is read-only now (BLKROSET, set_disk_ro()). */
+bool pindio_bdev_read_only(struct block_device *bdev);
 
 /* disk_openers(): how many times a disk is open (removal refuses an open one). */
 unsigned int pindio_disk_openers(struct gendisk *disk);
@@ -88,7 +81,7 @@ const unsigned long PINDIO_CONST_PROT_READ = PROT_READ;
 const unsigned long PINDIO_CONST_PROT_WRITE = PROT_WRITE;
 const unsigned long PINDIO_CONST_MAP_PRIVATE = MAP_PRIVATE;
 const unsigned long PINDIO_CONST_MAP_ANONYMOUS = MAP_ANONYMOUS;
-/* And the open modes the KUnit suites open a block device with. */
+/* The open modes of a block device (the stacked devices claim theirs, KUnit opens one). */
 const unsigned int PINDIO_CONST_BLK_OPEN_READ = (unsigned int)BLK_OPEN_READ;
 const unsigned int PINDIO_CONST_BLK_OPEN_WRITE = (unsigned int)BLK_OPEN_WRITE;
 /* The bits of pindio_file_bdev(). */
@@ -98,9 +91,10 @@ const unsigned int PINDIO_CONST_TARGET_RO = PINDIO_TARGET_RO;
 const unsigned int PINDIO_CONST_TARGET_SWAP = PINDIO_TARGET_SWAP;
 /* The most bytes one read or write moves (INT_MAX rounded down to a page). */
 const unsigned long PINDIO_CONST_MAX_RW_COUNT = MAX_RW_COUNT;
-/* The queue features a stacked device takes from its backing device. */
-const blk_features_t PINDIO_CONST_BLK_FEAT_WRITE_CACHE = BLK_FEAT_WRITE_CACHE;
-const blk_features_t PINDIO_CONST_BLK_FEAT_FUA = BLK_FEAT_FUA;
+/* The queue features a stacked device sets, and those it looks at after stacking. */
+const blk_features_t PINDIO_CONST_BLK_FEAT_IO_STAT = BLK_FEAT_IO_STAT;
+const blk_features_t PINDIO_CONST_BLK_FEAT_NOWAIT = BLK_FEAT_NOWAIT;
+const blk_features_t PINDIO_CONST_BLK_FEAT_ZONED = BLK_FEAT_ZONED;
 /* Allocations on the I/O path of a block driver. */
 const gfp_t PINDIO_CONST_GFP_NOIO = GFP_NOIO;
 #endif

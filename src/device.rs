@@ -8,7 +8,13 @@
 #![deny(unsafe_code)]
 
 use crate::abi::{self, Command};
-use crate::abstractions::{block, file, global::LOOP_DEVICES, pinned::PinnedVec};
+use crate::abstractions::{
+    block,
+    cred::{self, Capability},
+    file,
+    global::LOOP_DEVICES,
+    pinned::PinnedVec,
+};
 use crate::dio::{self, Prepared, TargetCache};
 use crate::pins::{self, Pins};
 use crate::uapi::{
@@ -218,6 +224,9 @@ fn dio_batch(arg: UserPtr) -> Result<isize> {
 /// `PINDIO_IOC_LOOP_ADD`: makes a stacked device on the block device the caller opened; returns
 /// its index.
 fn loop_add(arg: UserPtr) -> Result<isize> {
+    if !cred::capable(Capability::SysAdmin) {
+        return Err(EPERM);
+    }
     let v = ExtArg::<pindio_loop_add>::read(arg)?.val;
     let index = file::with_fd(v.fd, |f| {
         let dev = block::BlockFile::borrowed(f.file())?;
@@ -230,6 +239,9 @@ fn loop_add(arg: UserPtr) -> Result<isize> {
 
 /// `PINDIO_IOC_LOOP_DEL`: removes a stacked device that is not open.
 fn loop_del(arg: UserPtr) -> Result<isize> {
+    if !cred::capable(Capability::SysAdmin) {
+        return Err(EPERM);
+    }
     let v = ExtArg::<pindio_loop_del>::read(arg)?.val;
     let index = abi::check_loop_del(v.index, v.flags, v.reserved)?;
     LOOP_DEVICES.lock().remove(index)?;

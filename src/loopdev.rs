@@ -1,39 +1,48 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Stacked block devices, `/dev/pindio-loopN`: blk-mq disks that forward each request to a window
-//! of a backing block device as one bio of the request's own pages, listed, never pinned or
-//! copied. It is the loop driver's job with the design Kent Overstreet describes (seed 003): the
-//! bio is built first and the request's pages go straight into it, with no workqueue and no
-//! backing file's `read_iter`; the request completes from the bio's completion.
+//! Stacked block devices, `/dev/pindio-loopN`: bio-based disks that remap each bio to a window
+//! of a backing block device, as dm-linear does: the bio is cloned over its own vectors (its
+//! pages listed, never pinned or copied), moved by the window's start and submitted to the
+//! backing device, and ends when the clone does, with its status. It is the loop driver's job
+//! with the design Kent Overstreet describes (seed 003): "bios can be created and submitted
+//! without caring about the constraints of the underlying device", with no workqueue and no
+//! backing file's `read_iter`. Being bio-based, the device holds no tag or request while it
+//! submits: a bio the backing device splits, or a stack of these devices, cannot wait on what
+//! the waiting task itself holds (see `docs/design.md`).
+//!
+//! The backing device is claimed exclusively for the device's life, with one holder for all
+//! the stacked devices (several windows may share a device, as dm's tables do): it cannot be
+//! mounted, made a swap device or opened `O_EXCL` meanwhile, and one that is cannot be stacked
+//! on. A write is refused while the device or the backing device is read-only now.
 
 #![deny(unsafe_code)]
 
 use crate::abi::{self, LoopWindow};
 use crate::abstractions::{
-    bio::{self, BioSet},
-    blk_mq::{DiskLimits, GenDisk, Operations, QueueRef, ReqOp, Request, TagSet},
-    block::{BlockFile, HeldBlockFile},
+    block::{BlockFile, HeldBlockFile, Holder},
+    disk::{BioOp, DiskBio, GenDisk, Operations, QueueRef, RemapSet, StackedLimits},
 };
 use crate::uapi;
-use kernel::{prelude::*, sync::Arc};
+use kernel::prelude::*;
 
 /// Devices at most at once.
 pub(crate) const MAX_DEVICES: usize = uapi::PINDIO_LOOP_MAX as usize;
 
-/// Requests in flight per device at most (the loop driver's default queue depth).
-const QUEUE_DEPTH: u32 = 128;
+/// What claims the backing devices of all the stacked devices.
+static HOLDER: Holder = Holder::new();
 
-/// What the requests of one stacked device are forwarded with.
+/// What the bios of one stacked device are remapped with.
 #[pin_data]
 pub(crate) struct Backing {
-    /// The backing device, held open for the stacked device's life.
+    /// The backing device, claimed for the stacked device's life.
     dev: HeldBlockFile,
     window: LoopWindow,
-    /// Writes are refused (`PINDIO_LOOP_READ_ONLY`, a read-only fd or backing device).
+    /// The backing device was claimed for reading only: the stacked device is never writable,
+    /// whatever `BLKROSET` makes of it.
     read_only: bool,
-    /// The bios of the forwarded requests come from here (see [`BioSet`]).
+    /// The clones come from here (see [`RemapSet`]).
     #[pin]
-    bios: BioSet,
+    bios: RemapSet,
 }
 
 /// The driver of the stacked devices.
@@ -42,22 +51,28 @@ pub(crate) struct LoopDriver;
 impl Operations for LoopDriver {
     type QueueData = Backing;
 
-    fn queue_rq(backing: QueueRef<'_, Backing>, rq: Request) {
-        let sector = match rq.op() {
-            ReqOp::Flush => 0,
-            ReqOp::Other => return rq.end(Err(EOPNOTSUPP)),
-            op => {
-                if op == ReqOp::Write && backing.read_only {
-                    return rq.end(Err(EROFS));
-                }
-                match abi::map_sector(&backing.window, rq.sector(), rq.bytes()) {
-                    Some(sector) => sector,
-                    None => return rq.end(Err(EIO)),
-                }
-            }
+    fn submit_bio(backing: QueueRef<'_, Backing>, bio: DiskBio) {
+        let write = match bio.op() {
+            BioOp::Read => false,
+            BioOp::Write | BioOp::Discard | BioOp::SecureErase | BioOp::WriteZeroes => true,
+            BioOp::Other => return bio.end(Err(EOPNOTSUPP)),
+        };
+        // An empty flush writes nothing (as `bio_check_ro` lets it through); any other write
+        // is refused while the stacked disk or the backing device is read-only now, as
+        // `blkdev_write_iter` refuses a write to either (`bio_check_ro` only warns of one), and
+        // always if the backing device was claimed for reading only. `EIO`, as md ends a write
+        // to a read-only array: a bio's status has no `EROFS`.
+        if write
+            && bio.bytes() != 0
+            && (backing.read_only || bio.disk_read_only() || backing.dev.get().read_only_now())
+        {
+            return bio.end(Err(EIO));
+        }
+        let Some(sector) = abi::map_sector(&backing.window, bio.sector(), bio.bytes()) else {
+            return bio.end(Err(EIO));
         };
         let dev = backing.map(|b| b.dev.get());
-        bio::forward(rq, dev, backing.map(|b| &b.bios), sector)
+        bio.remap(dev, backing.map(|b| &b.bios), sector)
     }
 }
 
@@ -77,18 +92,23 @@ pub(crate) struct Info {
     pub(crate) sizelimit: u64,
 }
 
-/// The stacked devices, by index.
+/// The stacked devices, by index: a fixed table, so that no allocation can leave it short.
 pub(crate) struct Devices {
-    slots: KVec<Option<Device>>,
+    slots: [Option<Device>; MAX_DEVICES],
 }
 
 impl Devices {
     /// None yet.
     pub(crate) const fn new() -> Self {
-        Self { slots: KVec::new() }
+        Self {
+            slots: [const { None }; MAX_DEVICES],
+        }
     }
 
-    /// Makes a device stacked on `file` (`PINDIO_IOC_LOOP_ADD`); returns its index.
+    /// Makes a device stacked on `file` (`PINDIO_IOC_LOOP_ADD`); returns its index. The backing
+    /// device is claimed (`EBUSY` if something else claims it); a zoned one is refused
+    /// (`EOPNOTSUPP`): its sequential zones would fail the writes of a disk that does not say
+    /// it is zoned.
     pub(crate) fn add(
         &mut self,
         file: &BlockFile<'_>,
@@ -109,41 +129,33 @@ impl Devices {
             info.logical_block_size,
             info.nr_bytes,
         )?;
-        if self.slots.is_empty() {
-            for _ in 0..MAX_DEVICES {
-                self.slots.push(None, GFP_KERNEL)?;
-            }
-        }
         let index = self.slots.iter().position(Option::is_none).ok_or(ENOSPC)?;
-        let read_only = window.read_only || !info.writable || info.read_only;
-        let q = file.queue_limits();
-        let limits = DiskLimits {
-            capacity_sectors: window.nr_sectors,
-            logical_block_size: info.logical_block_size,
-            physical_block_size: q.physical_block_size.max(info.logical_block_size),
-            max_hw_sectors: q.max_sectors,
-            dma_alignment: info.dma_alignment,
-            io_min: q.io_min,
-            io_opt: q.io_opt,
-            write_cache: q.write_cache,
-            fua: q.fua,
-            read_only,
-        };
-        let tagset = Arc::pin_init(TagSet::new(1, QUEUE_DEPTH), GFP_KERNEL)?;
+        let read_only = window.read_only || !info.writable || file.read_only_now();
+        let limits = StackedLimits::new(file, window.start_sector);
+        if limits.zoned() {
+            return Err(EOPNOTSUPP);
+        }
+        let dev = HeldBlockFile::claim(file, !read_only, &HOLDER)?;
         let backing = try_pin_init!(Backing {
-            dev: HeldBlockFile::new(file),
+            dev,
             window,
             read_only,
-            bios <- BioSet::new(),
+            bios <- RemapSet::new(),
         }? Error);
-        let disk = GenDisk::new(tagset, backing, &limits, fmt!("pindio-loop{index}"))?;
+        let disk = GenDisk::new(
+            backing,
+            limits,
+            window.nr_sectors,
+            read_only,
+            fmt!("pindio-loop{index}"),
+        )?;
         let backing_devt = file.devt();
         *self.slots.get_mut(index).ok_or(EINVAL)? = Some(Device { disk, backing_devt });
         Ok(index)
     }
 
     /// Removes device `index` (`PINDIO_IOC_LOOP_DEL`): `EBUSY` if it is open. Returns once its
-    /// requests in flight completed and its backing file is let go.
+    /// bios in flight ended and its backing device is let go.
     pub(crate) fn remove(&mut self, index: usize) -> Result {
         let slot = self.slots.get_mut(index).ok_or(ENXIO)?;
         slot.as_ref().ok_or(ENXIO)?.disk.begin_removal()?;
@@ -151,7 +163,8 @@ impl Devices {
         Ok(())
     }
 
-    /// Describes device `index` (`PINDIO_IOC_LOOP_INFO`).
+    /// Describes device `index` (`PINDIO_IOC_LOOP_INFO`), as it is now: read-only if the
+    /// stacked disk or the backing device is.
     pub(crate) fn info(&self, index: usize) -> Result<Info> {
         if index >= MAX_DEVICES {
             return Err(EINVAL);
@@ -163,7 +176,7 @@ impl Devices {
             .ok_or(ENXIO)?;
         let backing = dev.disk.data();
         Ok(Info {
-            read_only: backing.read_only,
+            read_only: dev.disk.read_only() || backing.dev.get().read_only_now(),
             devt: dev.disk.devt(),
             backing_devt: dev.backing_devt,
             offset: backing.window.start_sector << 9,
@@ -172,9 +185,11 @@ impl Devices {
     }
 
     /// Removes every device, open or not (module unload: none is open, or the module would be
-    /// held), and frees the table: the static that holds it is never dropped.
+    /// held).
     pub(crate) fn clear(&mut self) {
-        self.slots = KVec::new();
+        for slot in &mut self.slots {
+            drop(slot.take());
+        }
     }
 }
 

@@ -16,10 +16,8 @@
 //!
 //! C: `include/linux/bio.h`, `block/bio.c`.
 
-use super::blk_mq::{QueueRef, ReqOp, Request};
 use super::block::BlockFile;
 use super::pages::{Batch, Direction, FromDevice, IoPage, PageSlots, Release, ToDevice};
-use crate::ffi::helpers;
 use core::{
     marker::{PhantomData, PhantomPinned},
     mem::{ManuallyDrop, MaybeUninit},
@@ -350,14 +348,14 @@ unsafe fn submit_wait_over<'p, D: Direction>(
 ///
 /// `inner` is initialised by `init_completion`.
 #[pin_data]
-struct IoCompletion {
+pub(super) struct IoCompletion {
     #[pin]
     inner: Opaque<bindings::completion>,
 }
 
 impl IoCompletion {
     /// Not done yet (`init_completion`).
-    fn new() -> impl PinInit<Self> {
+    pub(super) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             // SAFETY: `slot` is valid for writes and pinned.
             inner <- Opaque::ffi_init(|slot| unsafe { bindings::init_completion(slot) }),
@@ -365,13 +363,13 @@ impl IoCompletion {
     }
 
     /// Marks it done for good and wakes every waiter (`complete_all`).
-    fn complete_all(&self) {
+    pub(super) fn complete_all(&self) {
         // SAFETY: Initialised (type invariant); `complete_all` takes the completion's own lock.
         unsafe { bindings::complete_all(self.inner.get()) };
     }
 
     /// Waits, uninterruptibly and as I/O, until it is done.
-    fn wait_io(&self) {
+    pub(super) fn wait_io(&self) {
         // SAFETY: As above.
         unsafe { bindings::wait_for_completion_io(self.inner.get()) };
     }
@@ -530,187 +528,5 @@ impl<T: 'static> PinnedDrop for InFlight<T> {
         // No bio may outlive the data it uses: this runs before `data` is dropped, and before
         // the memory of the `InFlight` can be reused (it is pinned).
         self.group.done.wait_io();
-    }
-}
-
-/// A bio set of a driver's own, with a rescuer, for the bios it allocates inside `submit_bio`
-/// (a blk-mq driver's `queue_rq` may run there): the bios it submitted before are only issued
-/// once it returns, so an allocation that waits on the kernel's `fs_bio_set` for them could wait
-/// forever; the rescuer issues them.
-///
-/// # Invariants
-///
-/// `inner` was set up by `bioset_init` and is torn down on drop.
-#[pin_data(PinnedDrop)]
-pub(crate) struct BioSet {
-    #[pin]
-    inner: Opaque<bindings::bio_set>,
-}
-
-impl BioSet {
-    /// A bio set of `BIO_POOL_SIZE` reserved bios with their vectors, and a rescuer.
-    pub(crate) fn new() -> impl PinInit<Self, Error> {
-        try_pin_init!(Self {
-            // SAFETY: `bs` is valid for writes and pinned; `bioset_init` wants it zeroed (its
-            // mempools start counting from what they find).
-            inner <- Opaque::try_ffi_init(|bs: *mut bindings::bio_set| to_result(unsafe {
-                bs.write_bytes(0, 1);
-                bindings::bioset_init(
-                    bs,
-                    bindings::BIO_POOL_SIZE,
-                    0,
-                    (bindings::BIOSET_NEED_BVECS | bindings::BIOSET_NEED_RESCUER) as i32,
-                )
-            })),
-        })
-    }
-}
-
-#[pinned_drop]
-impl PinnedDrop for BioSet {
-    fn drop(self: Pin<&mut Self>) {
-        // SAFETY: Set up (type invariant); its bios are all freed, as their owners end before it.
-        unsafe { bindings::bioset_exit(self.inner.get()) };
-    }
-}
-
-// SAFETY: A bio set's pools take their own locks; bios are allocated from it on any CPU.
-unsafe impl Send for BioSet {}
-// SAFETY: As above.
-unsafe impl Sync for BioSet {}
-
-/// The operation and flags of the bios [`forward`] makes of `rq`: the request's own operation
-/// (a read stays a read: its pages are the ones a device may write), with `REQ_SYNC` and, for a
-/// write, `REQ_FUA` carried over; a flush is an empty `REQ_OP_WRITE | REQ_PREFLUSH`, as
-/// `blkdev_issue_flush` sends it. `None` for any other operation.
-fn forward_opf(rq: &Request) -> Option<u32> {
-    let flag = |set: bool, bit: u32| if set { 1 << bit } else { 0 };
-    let sync = flag(rq.sync(), bindings::req_flag_bits___REQ_SYNC);
-    let fua = flag(rq.fua(), bindings::req_flag_bits___REQ_FUA);
-    match rq.op() {
-        ReqOp::Read => Some(bindings::req_op_REQ_OP_READ | sync),
-        ReqOp::Write => Some(bindings::req_op_REQ_OP_WRITE | sync | fua),
-        ReqOp::Flush => {
-            Some(bindings::req_op_REQ_OP_WRITE | 1 << bindings::req_flag_bits___REQ_PREFLUSH)
-        }
-        ReqOp::Other => None,
-    }
-}
-
-/// Forwards `rq` to `dev` at `sector` as bios from `set` whose pages are the request's own, in
-/// the request's direction (see [`forward_opf`]), or as one bio with no data for a flush; any
-/// other operation ends with `EOPNOTSUPP`. The last bio's completion ends the request with the
-/// first error of them all, in whatever context it completes. `dev` and `set` are parts of the
-/// disk's queue data ([`QueueRef`]): they stay valid until the request has ended, which the bios
-/// use them until.
-///
-/// Each of the request's bios becomes one bio on `dev` over the same vectors
-/// (`bio_alloc_clone`, as device mapper stacks bios): its pages are listed by reference, never
-/// pinned, copied or even looked at one by one, which is what `bio_iov_iter_get_pages` does for
-/// a bvec iterator (`bio_iov_iter_set`, not exported to modules). The vectors stay the
-/// request's until it ends, which only the last bio's completion does. The bios are chained
-/// (`bio_chain`) to the last, which is submitted last.
-///
-/// Called while the current task flushes its plug (the request was dispatched from
-/// `blk_finish_plug`), it cannot submit: the bios would be plugged into the list being flushed,
-/// which the block layer does not allow. The request is requeued instead, and dispatched again
-/// from kblockd, which has no plug.
-pub(crate) fn forward(
-    rq: Request,
-    dev: QueueRef<'_, BlockFile<'_>>,
-    set: QueueRef<'_, BioSet>,
-    sector: u64,
-) {
-    let Some(opf) = forward_opf(&rq) else {
-        return rq.end(Err(EOPNOTSUPP));
-    };
-    if super::block::current_plugged() {
-        return rq.requeue();
-    }
-    // The bio made last, not submitted yet: every bio before it is chained to it.
-    let mut last: *mut bindings::bio = ptr::null_mut();
-    let mut ret = Ok(());
-    let mut at = sector;
-    for src in rq.bios() {
-        // SAFETY: `src` is a bio of the request, valid with its vectors until the request ends,
-        // which only the last bio's completion does; the device and the bio set (set up, its
-        // type invariant) are queue data, valid until then too (`QueueRef`).
-        let bio = unsafe {
-            bindings::bio_alloc_clone(
-                dev.as_raw(),
-                src.as_ptr(),
-                helpers::GFP_NOIO,
-                set.inner.get(),
-            )
-        };
-        if bio.is_null() {
-            ret = Err(ENOMEM);
-            break;
-        }
-        // SAFETY: A new bio, ours alone; `last` too, not submitted: it completes into `bio` from
-        // now on.
-        unsafe {
-            (*bio).bi_opf = opf;
-            (*bio).bi_iter.bi_sector = at;
-            at += u64::from((*bio).bi_iter.bi_size >> SECTOR_SHIFT);
-            if !last.is_null() {
-                bindings::bio_chain(last, bio);
-                bindings::submit_bio(last);
-            }
-        }
-        last = bio;
-    }
-    if last.is_null() && ret.is_ok() {
-        // A flush: one bio, empty.
-        // SAFETY: As above, with no vectors at all.
-        last = unsafe {
-            bindings::bio_alloc_bioset(dev.as_raw(), 0, opf, helpers::GFP_NOIO, set.inner.get())
-        };
-        if last.is_null() {
-            ret = Err(ENOMEM);
-        } else {
-            // SAFETY: A new bio, ours alone.
-            unsafe { (*last).bi_iter.bi_sector = sector };
-        }
-    }
-    if last.is_null() {
-        // Nothing was submitted.
-        return rq.end(ret);
-    }
-    // SAFETY: `last` is ours and not submitted; the bios chained to it complete into it, and
-    // its `end_request` ends the request, once, after which its pages are no longer used.
-    unsafe {
-        (*last).bi_end_io = Some(end_request);
-        (*last).bi_private = rq.into_raw().as_ptr().cast();
-        match ret {
-            Ok(()) => bindings::submit_bio(last),
-            // The bios chained to it are in flight: it ends with the error once they are done.
-            Err(e) => {
-                (*last).bi_status = bindings::errno_to_blk_status(e.to_errno());
-                bindings::bio_endio(last);
-            }
-        }
-    }
-}
-
-/// `bi_end_io` of [`forward`]'s bios: puts the bio and ends its request with the bio's status
-/// ([`super::blk_mq::end_from_completion`]).
-///
-/// # Safety
-///
-/// `bio` is a completed bio of [`forward`], whose `bi_private` is the request it owns.
-unsafe extern "C" fn end_request(bio: *mut bindings::bio) {
-    // SAFETY: By the function's safety requirements.
-    let (rq, status) = unsafe {
-        (
-            (*bio).bi_private.cast::<bindings::request>(),
-            (*bio).bi_status,
-        )
-    };
-    // SAFETY: Completed and ours: this drops the only reference; the request, which the bio
-    // owned, ends once, here.
-    unsafe {
-        bindings::bio_put(bio);
-        super::blk_mq::end_from_completion(rq, status);
     }
 }

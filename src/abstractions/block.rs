@@ -7,7 +7,13 @@
 
 use crate::ffi::helpers;
 use core::{marker::PhantomData, mem::MaybeUninit, ptr::NonNull};
-use kernel::{bindings, error::to_result, fs::LocalFile, prelude::*, sync::aref::ARef};
+use kernel::{
+    bindings,
+    error::{from_err_ptr, to_result},
+    fs::LocalFile,
+    prelude::*,
+    sync::aref::ARef,
+};
 
 /// What a direct I/O checks of a block device and of the file open on it.
 #[derive(Clone, Copy, Debug)]
@@ -29,29 +35,31 @@ pub(crate) struct BdevInfo {
     pub(crate) nr_bytes: u64,
 }
 
-/// Queue limits and features of a block device, beyond those of [`BdevInfo`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct QueueLimits {
-    /// Physical block size in bytes.
-    pub(crate) physical_block_size: u32,
-    /// The largest request in sectors (`max_sectors`).
-    pub(crate) max_sectors: u32,
-    /// Preferred minimum and optimal I/O sizes in bytes.
-    pub(crate) io_min: u32,
-    pub(crate) io_opt: u32,
-    /// A volatile write cache, and FUA writes.
-    pub(crate) write_cache: bool,
-    pub(crate) fua: bool,
+/// Who claims a block device exclusively (`bdev_file_open_by_dev` with a holder): the devices
+/// claimed with one `Holder` may share a block device, and nothing else may claim it (mount it,
+/// make it a swap device, open it with `O_EXCL`) while one of them holds it, as device mapper
+/// claims its devices with one holder for all its tables.
+pub(crate) struct Holder {
+    /// Not zero-sized, so that no two holders share an address.
+    _byte: u8,
 }
 
-/// A block device a driver keeps open for as long as it likes, through a file reference of its
-/// own: what a device stacked on it holds. Unlike a [`BlockFile`] lent by `fdget`, it may be
-/// used from any task.
+impl Holder {
+    /// A holder, distinct from every other by its address: it lives in a `static`.
+    pub(crate) const fn new() -> Self {
+        Self { _byte: 0 }
+    }
+}
+
+/// A block device a driver holds open, claimed exclusively, for as long as it likes: what a
+/// device stacked on it holds. Unlike a [`BlockFile`] lent by `fdget`, it may be used from any
+/// task.
 ///
 /// # Invariants
 ///
-/// `inner` holds a file reference of its own (`get_file`), whose position (`f_pos`, the only
-/// part of a file that `fdget_pos` rules protect) this module never uses.
+/// `inner` holds a file of its own, opened by `bdev_file_open_by_dev` with a holder, which
+/// claims the device until the file is released; its position (`f_pos`, the only part of a file
+/// that `fdget_pos` rules protect) this module never uses.
 pub(crate) struct HeldBlockFile {
     inner: BlockFile<'static>,
 }
@@ -63,12 +71,35 @@ unsafe impl Send for HeldBlockFile {}
 unsafe impl Sync for HeldBlockFile {}
 
 impl HeldBlockFile {
-    /// Holds the device `file` is open on, with a reference of its own to the file.
-    pub(crate) fn new(file: &BlockFile<'_>) -> Self {
-        // INVARIANT: `to_owned` takes a reference of its own.
-        Self {
-            inner: file.to_owned(),
-        }
+    /// Opens the device `file` is open on again, for reading and, if `write`, writing, claimed
+    /// by `holder` (`bdev_file_open_by_dev`): `EBUSY` if another holder claims it (a mounted
+    /// filesystem, an active swap device, an `O_EXCL` opener, a device stacked on it by another
+    /// driver); `EACCES` for writing a read-only device.
+    pub(crate) fn claim(
+        file: &BlockFile<'_>,
+        write: bool,
+        holder: &'static Holder,
+    ) -> Result<Self> {
+        let mode = helpers::BLK_OPEN_READ | if write { helpers::BLK_OPEN_WRITE } else { 0 };
+        // SAFETY: No preconditions: the device number is looked up, and the holder is an
+        // address that stays valid (and unique to it) for ever.
+        let raw = from_err_ptr(unsafe {
+            bindings::bdev_file_open_by_dev(
+                file.devt(),
+                mode,
+                core::ptr::from_ref(holder).cast_mut().cast(),
+                core::ptr::null(),
+            )
+        })?;
+        let raw = NonNull::new(raw).ok_or(ENODEV)?;
+        // SAFETY: `bdev_file_open_by_dev` returned a file with a reference that is ours, which
+        // the `ARef` takes over and releases (`fput`, which ends the claim).
+        let owned =
+            unsafe { ARef::from_raw(NonNull::from(LocalFile::from_raw_file(raw.as_ptr()))) };
+        // INVARIANT: a file of its own, opened with a holder.
+        Ok(Self {
+            inner: BlockFile::owned(owned)?,
+        })
     }
 
     /// The device.
@@ -161,28 +192,11 @@ impl<'f> BlockFile<'f> {
         &self.info
     }
 
-    /// The queue limits and features of the device now, copied under the queue's limits lock
-    /// (`queue_limits_start_update`, then `queue_limits_cancel_update`): the limits are
-    /// updated as a whole under that lock (`queue_limits_commit_update`), so an unlocked read
-    /// could race with the update. May sleep.
-    pub(crate) fn queue_limits(&self) -> QueueLimits {
-        // SAFETY: The device is valid while `self` lives (type invariant), and so is its queue.
-        let q = unsafe { helpers::pindio_bdev_get_queue(self.bdev.as_ptr()) };
-        // SAFETY: `q` is a live queue; the lock taken here is released right after the copy,
-        // by this task.
-        let lim = unsafe {
-            let lim = helpers::pindio_queue_limits_start_update(q);
-            helpers::pindio_queue_limits_cancel_update(q);
-            lim
-        };
-        QueueLimits {
-            physical_block_size: lim.physical_block_size,
-            max_sectors: lim.max_sectors,
-            io_min: lim.io_min,
-            io_opt: lim.io_opt,
-            write_cache: lim.features & helpers::BLK_FEAT_WRITE_CACHE != 0,
-            fua: lim.features & helpers::BLK_FEAT_FUA != 0,
-        }
+    /// Whether the device is read-only now (`bdev_read_only`): `BLKROSET` or the driver may
+    /// have made it so since the file was opened.
+    pub(crate) fn read_only_now(&self) -> bool {
+        // SAFETY: The device is valid while `self` lives (type invariant).
+        unsafe { helpers::pindio_bdev_read_only(self.bdev.as_ptr()) }
     }
 
     /// The device number of the device (`bd_dev`).
@@ -227,15 +241,6 @@ impl<'f> BlockFile<'f> {
         // updates atomically against other writers and readers.
         unsafe { bindings::errseq_set(&raw mut (*mapping).wb_err, err.to_errno()) };
     }
-}
-
-/// Whether the current task has a plug (`current->plug`). A blk-mq driver called with one is
-/// being dispatched from the plug's flush (`blk_finish_plug`), and must not submit bios then:
-/// they would be plugged into the list being flushed.
-pub(crate) fn current_plugged() -> bool {
-    let task = kernel::task::Task::current_raw();
-    // SAFETY: The current task is valid while it runs; only it sets or clears its own plug.
-    unsafe { !(*task).plug.is_null() }
 }
 
 /// Runs `f` with the current task plugged: the bios it submits are dispatched together when the

@@ -13,7 +13,9 @@
 //!   plugging.
 //! - [`bio`]: owned bios (`bio_add_page`), submitted and waited for, or submitted into an
 //!   [`bio::InFlight`] that owns what they use and waits for them before it is dropped.
-//! - [`blk_mq`]: blk-mq disks of this module's own drivers and the requests they are handed.
+//! - [`cred`]: capabilities of the current task.
+//! - [`disk`]: bio-based disks of this module's own drivers, the bios they are handed, and
+//!   their remapping to another block device.
 //! - [`global`]: the module's global state (the stacked devices).
 //! - [`pages`]: FOLL_PIN extraction of user memory (a range or an iovec, imported and checked as
 //!   `import_iovec` does) into batches that release their pages exactly once, and listed
@@ -23,8 +25,9 @@
 //!   `copy_struct_from_user`.
 
 pub(crate) mod bio;
-pub(crate) mod blk_mq;
 pub(crate) mod block;
+pub(crate) mod cred;
+pub(crate) mod disk;
 pub(crate) mod file;
 pub(crate) mod global;
 #[allow(

@@ -307,14 +307,22 @@ struct pindio_dio_batch {
 /*
  * Stacked block devices ("pindio loop devices")
  * ----------------------------------------------
- * /dev/pindio-loopN is a blk-mq disk stacked on a window of a block device the caller opened: each
- * of its requests goes to the backing device at the same offset into the window, as one bio made
- * of the request's own pages (listed, never pinned or copied), and completes when that bio does,
- * with its status. Flushes and FUA writes are passed on; the disk takes the backing device's
- * logical and physical block sizes, transfer size, DMA alignment and cache features. It keeps its
- * own reference to the backing file until it is removed: closing the fd does not remove it, and
- * neither does the process exiting. Unloading the module removes every device (the module cannot
- * be unloaded while one is open).
+ * /dev/pindio-loopN is a bio-based disk stacked on a window of a block device the caller opened,
+ * as dm-linear is: each bio is remapped to the backing device at the same offset into the window,
+ * as a clone that shares the bio's pages (listed, never pinned or copied) and carries its
+ * operation, flags (REQ_SYNC, REQ_FUA, REQ_PREFLUSH, REQ_NOWAIT, REQ_META, ...) and I/O priority,
+ * and it completes when the clone does, with its status. Reads, writes, flushes, discard,
+ * write-zeroes and secure erase are passed on where the backing device has them; the disk takes
+ * the backing device's queue limits and features as the kernel stacks them
+ * (queue_limits_stack_bdev(): block sizes, transfer sizes, DMA alignment, discard limits, write
+ * cache, FUA, rotational, stable writes, nowait) and the alignment offset of the window. A write
+ * (of data, discard or zeroes) while the disk or the backing device is read-only ends with EIO.
+ * The backing device is claimed exclusively for the disk's life, with one holder for every
+ * pindio device (windows may share a device): while it is, the backing device cannot be mounted,
+ * made a swap device or opened O_EXCL. The disk closes it when it is removed: closing fd does not
+ * remove it, and neither does the process exiting. Unloading the module removes every device (the
+ * module cannot be unloaded while one is open). PINDIO_IOC_LOOP_ADD and PINDIO_IOC_LOOP_DEL need
+ * CAP_SYS_ADMIN, as device mapper's ioctls do; PINDIO_IOC_LOOP_INFO does not.
  */
 
 /* Devices at most at once: indices 0 to PINDIO_LOOP_MAX - 1. */
@@ -342,6 +350,10 @@ struct pindio_dio_batch {
  *   EBADF   fd is not an open file, or not open for reading
  *   ENOTBLK fd is not a block device
  *   ENOSPC  PINDIO_LOOP_MAX devices exist already
+ *   EBUSY   the backing device is claimed by something else (mounted, an active swap device,
+ *           opened O_EXCL, a device of another stacking driver)
+ *   EOPNOTSUPP the backing device is zoned
+ *   EPERM   the caller lacks CAP_SYS_ADMIN
  *   ENOMEM  out of memory
  */
 struct pindio_loop_add {
@@ -362,12 +374,13 @@ struct pindio_loop_add {
  * @flags: in: must be 0
  * @reserved: in: must be 0
  *
- * Waits for the device's requests in flight, then drops its reference to the backing file.
+ * Waits for the device's bios in flight, then closes the backing device (ending its claim).
  *
  * Errors:
  *   EINVAL  flags or reserved not 0
  *   ENXIO   no device has that index
- *   EBUSY   the device is open (nothing changes)
+ *   EBUSY   the device is open, or a device is stacked on it (nothing changes)
+ *   EPERM   the caller lacks CAP_SYS_ADMIN
  */
 struct pindio_loop_del {
 	__u32 size;
@@ -382,7 +395,8 @@ struct pindio_loop_del {
  * struct pindio_loop_info - argument of PINDIO_IOC_LOOP_INFO: describe /dev/pindio-loopN
  * @size: in: sizeof(struct pindio_loop_info)
  * @index: in: N
- * @flags: out: PINDIO_LOOP_* of the device as it is (PINDIO_LOOP_READ_ONLY if read-only)
+ * @flags: out: PINDIO_LOOP_* of the device as it is now (PINDIO_LOOP_READ_ONLY if it or its
+ *         backing device is read-only)
  * @dev: out: the device's number (major << 20 | minor, as the kernel's dev_t)
  * @backing_dev: out: the backing device's number, in the same form
  * @offset: out: the window's start on the backing device, in bytes
