@@ -87,6 +87,26 @@ bool pindio_bdev_read_only(struct block_device *bdev)
 	return bdev_read_only(bdev);
 }
 
+void pindio_trace_block_bio_remap(struct bio *bio, dev_t dev, sector_t from)
+{
+	trace_block_bio_remap(bio, dev, from);
+}
+
+const struct cred *pindio_kernel_cred(void)
+{
+	return kernel_cred();
+}
+
+const struct cred *pindio_override_creds(const struct cred *override_cred)
+{
+	return override_creds(override_cred);
+}
+
+const struct cred *pindio_revert_creds(const struct cred *revert_cred)
+{
+	return revert_creds(revert_cred);
+}
+
 unsigned int pindio_disk_openers(struct gendisk *disk)
 {
 	return disk_openers(disk);

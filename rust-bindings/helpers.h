@@ -8,6 +8,7 @@
 #define PINDIO_HELPERS_H
 
 #include <linux/blkdev.h>
+#include <linux/cred.h>
 #include <linux/file.h>
 #include <linux/highmem.h>
 #include <linux/fs.h>
@@ -15,6 +16,7 @@
 #include <linux/mman.h>
 #include <linux/uaccess.h>
 #include <linux/uio.h>
+#include <trace/events/block.h>
 
 /* copy_struct_from_user(): extensible ioctl argument structs. */
 int pindio_copy_struct_from_user(void *dst, size_t ksize, const void __user *src, size_t usize);
@@ -68,6 +70,14 @@ struct block_device *pindio_file_bdev(struct file *file, unsigned int *modes, un
 
 /* bdev_read_only(): whether a block device is read-only now (BLKROSET, set_disk_ro()). */
 bool pindio_bdev_read_only(struct block_device *bdev);
+
+/* trace_block_bio_remap(): the remap tracepoint of a stacking driver's clone. */
+void pindio_trace_block_bio_remap(struct bio *bio, dev_t dev, sector_t from);
+
+/* kernel_cred(), override_creds(), revert_creds(): run as the kernel, not the caller. */
+const struct cred *pindio_kernel_cred(void);
+const struct cred *pindio_override_creds(const struct cred *override_cred);
+const struct cred *pindio_revert_creds(const struct cred *revert_cred);
 
 /* disk_openers(): how many times a disk is open (removal refuses an open one). */
 unsigned int pindio_disk_openers(struct gendisk *disk);

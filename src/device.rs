@@ -244,7 +244,9 @@ fn loop_del(arg: UserPtr) -> Result<isize> {
     }
     let v = ExtArg::<pindio_loop_del>::read(arg)?.val;
     let index = abi::check_loop_del(v.index, v.flags, v.reserved)?;
-    LOOP_DEVICES.lock().remove(index)?;
+    let removed = LOOP_DEVICES.lock().remove(index)?;
+    // The table is unlocked: wait for the device's bios in flight now.
+    drop(removed);
     Ok(0)
 }
 

@@ -20,7 +20,7 @@
 use crate::abi::{self, LoopWindow};
 use crate::abstractions::{
     block::{BlockFile, HeldBlockFile, Holder},
-    disk::{BioOp, DiskBio, GenDisk, Operations, QueueRef, RemapSet, StackedLimits},
+    disk::{BioOp, DeletedDisk, DiskBio, GenDisk, Operations, QueueRef, RemapSet, StackedLimits},
 };
 use crate::uapi;
 use kernel::prelude::*;
@@ -51,7 +51,7 @@ pub(crate) struct LoopDriver;
 impl Operations for LoopDriver {
     type QueueData = Backing;
 
-    fn submit_bio(backing: QueueRef<'_, Backing>, bio: DiskBio) {
+    fn submit_bio<'q>(backing: QueueRef<'q, Backing>, bio: DiskBio<'q>) {
         let write = match bio.op() {
             BioOp::Read => false,
             BioOp::Write | BioOp::Discard | BioOp::SecureErase | BioOp::WriteZeroes => true,
@@ -80,6 +80,11 @@ impl Operations for LoopDriver {
 struct Device {
     disk: GenDisk<LoopDriver>,
     backing_devt: u32,
+}
+
+/// A removed device whose bios may still be in flight: dropping it waits for them.
+pub(crate) struct Removed {
+    _disk: DeletedDisk<LoopDriver>,
 }
 
 /// What `PINDIO_IOC_LOOP_INFO` reports of a device.
@@ -154,13 +159,17 @@ impl Devices {
         Ok(index)
     }
 
-    /// Removes device `index` (`PINDIO_IOC_LOOP_DEL`): `EBUSY` if it is open. Returns once its
-    /// bios in flight ended and its backing device is let go.
-    pub(crate) fn remove(&mut self, index: usize) -> Result {
+    /// Removes device `index` (`PINDIO_IOC_LOOP_DEL`): `EBUSY` if it is open. The disk is
+    /// deleted, and its index and name free, when this returns; dropping the result waits for
+    /// its bios in flight and lets the backing device go, which the caller does once it has let
+    /// go of the table, so that a slow backing device holds up no other device's ioctl.
+    pub(crate) fn remove(&mut self, index: usize) -> Result<Removed> {
         let slot = self.slots.get_mut(index).ok_or(ENXIO)?;
         slot.as_ref().ok_or(ENXIO)?.disk.begin_removal()?;
-        drop(slot.take());
-        Ok(())
+        let dev = slot.take().ok_or(ENXIO)?;
+        Ok(Removed {
+            _disk: dev.disk.delete(),
+        })
     }
 
     /// Describes device `index` (`PINDIO_IOC_LOOP_INFO`), as it is now: read-only if the

@@ -72,34 +72,41 @@ unsafe impl Sync for HeldBlockFile {}
 
 impl HeldBlockFile {
     /// Opens the device `file` is open on again, for reading and, if `write`, writing, claimed
-    /// by `holder` (`bdev_file_open_by_dev`): `EBUSY` if another holder claims it (a mounted
-    /// filesystem, an active swap device, an `O_EXCL` opener, a device stacked on it by another
-    /// driver); `EACCES` for writing a read-only device.
+    /// by `holder` (`bdev_file_open_by_dev`), with the kernel's credentials, as dm opens its
+    /// devices (the file would otherwise keep the caller's alive): `EBUSY` if another holder
+    /// claims it (a mounted filesystem, an active swap device, an `O_EXCL` opener, a device
+    /// stacked on it by another driver), `ENXIO` if its number is no longer that device's.
     pub(crate) fn claim(
         file: &BlockFile<'_>,
         write: bool,
         holder: &'static Holder,
     ) -> Result<Self> {
         let mode = helpers::BLK_OPEN_READ | if write { helpers::BLK_OPEN_WRITE } else { 0 };
-        // SAFETY: No preconditions: the device number is looked up, and the holder is an
-        // address that stays valid (and unique to it) for ever.
-        let raw = from_err_ptr(unsafe {
-            bindings::bdev_file_open_by_dev(
-                file.devt(),
-                mode,
-                core::ptr::from_ref(holder).cast_mut().cast(),
-                core::ptr::null(),
-            )
+        let raw = super::cred::with_kernel_creds(|| {
+            // SAFETY: No preconditions: the device number is looked up, and the holder is an
+            // address that stays valid (and unique to it) for ever.
+            from_err_ptr(unsafe {
+                bindings::bdev_file_open_by_dev(
+                    file.devt(),
+                    mode,
+                    core::ptr::from_ref(holder).cast_mut().cast(),
+                    core::ptr::null(),
+                )
+            })
         })?;
         let raw = NonNull::new(raw).ok_or(ENODEV)?;
         // SAFETY: `bdev_file_open_by_dev` returned a file with a reference that is ours, which
         // the `ARef` takes over and releases (`fput`, which ends the claim).
         let owned =
             unsafe { ARef::from_raw(NonNull::from(LocalFile::from_raw_file(raw.as_ptr()))) };
+        let inner = BlockFile::owned(owned)?;
+        // The number was looked up again: it must still be the device `file` is open on (the
+        // caller's file holds that device, so its number cannot have been given to another).
+        if inner.bdev != file.bdev {
+            return Err(ENXIO);
+        }
         // INVARIANT: a file of its own, opened with a holder.
-        Ok(Self {
-            inner: BlockFile::owned(owned)?,
-        })
+        Ok(Self { inner })
     }
 
     /// The device.

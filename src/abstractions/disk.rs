@@ -50,8 +50,11 @@ pub(crate) trait Operations: Sized + 'static {
     /// writeback: it must not wait for I/O it submits itself (that is issued once it
     /// returns), and allocates as a bio submitter does (`GFP_NOIO`, `GFP_NOWAIT` for a
     /// `REQ_NOWAIT` bio). `data` stays valid until every bio of the disk has ended, `bio`
-    /// included, so what is handed on with the bio may borrow from it.
-    fn submit_bio(data: QueueRef<'_, Self::QueueData>, bio: DiskBio);
+    /// included, so what is handed on with the bio may borrow from it. Both carry the lifetime
+    /// `'q` of this call, which the driver cannot name outside it: the bio cannot be kept past
+    /// the call (in a `static`, in the queue data) and remapped over another disk's data later,
+    /// which that disk does not wait for.
+    fn submit_bio<'q>(data: QueueRef<'q, Self::QueueData>, bio: DiskBio<'q>);
 }
 
 /// A borrow of (a part of) a disk's queue data, as [`Operations::submit_bio`] is given it: what
@@ -170,15 +173,19 @@ impl<T: Operations> DiskOps<T> {
             )
         };
         // Counted while the queue is entered: `del_gendisk` freezes the queue, which waits for
-        // this call to return, before `GenDisk`'s drop puts the disk's own count.
+        // this call to return, before `GenDisk`'s drop puts the disk's own count. The increment
+        // is ordered before that: it precedes `blk_queue_exit`, whose `percpu_ref_put` on the
+        // killed reference is a fully ordered read-modify-write, which the freeze waits to see.
         state.pending.fetch_add(1, Relaxed);
         // SAFETY: A bio of a bio-based disk that accounts its I/O (`BLK_FEAT_IO_STAT`).
         let start = io_stat.then(|| unsafe { bindings::bio_start_io_acct(bio) });
-        let Some(bio) = NonNull::new(bio) else {
-            return state.put();
-        };
         // INVARIANT: handed to the driver and counted in `pending`; the driver owns it now.
-        let bio = DiskBio { bio, start };
+        let bio = DiskBio {
+            // SAFETY: Valid (the function's safety requirements), so not null.
+            bio: unsafe { NonNull::new_unchecked(bio) },
+            start,
+            _call: PhantomData,
+        };
         // SAFETY: The queue data is freed only once every bio counted in `pending` has ended
         // (`GenDisk`'s drop).
         T::submit_bio(unsafe { QueueRef::new(data) }, bio);
@@ -272,6 +279,12 @@ impl StackedLimits {
 /// handed to `T` ends, then it is put, on drop, before `data` and `state` are freed.
 pub(crate) struct GenDisk<T: Operations> {
     disk: NonNull<bindings::gendisk>,
+    /// Taken once, by `delete` or `drop`, into the [`DeletedDisk`] that waits for the bios.
+    parts: ManuallyDrop<DiskParts<T>>,
+}
+
+/// What a disk's callbacks and bios use: its state and its queue data.
+struct DiskParts<T: Operations> {
     state: Pin<KBox<DiskState>>,
     data: Pin<KBox<T::QueueData>>,
 }
@@ -334,14 +347,13 @@ impl<T: Operations> GenDisk<T> {
         // INVARIANT: allocated with `T`'s operations, `data` and `state`, and added.
         Ok(Self {
             disk: NonNull::new(disk).ok_or(ENOMEM)?,
-            state,
-            data,
+            parts: ManuallyDrop::new(DiskParts { state, data }),
         })
     }
 
     /// The queue data.
     pub(crate) fn data(&self) -> &T::QueueData {
-        &self.data
+        &self.parts.data
     }
 
     /// The disk's device number (`disk_devt`).
@@ -367,7 +379,7 @@ impl<T: Operations> GenDisk<T> {
         };
         if openers == 0 {
             // INVARIANT: set with `open_mutex` held and no opener.
-            self.state.removing.store(1, Relaxed);
+            self.parts.state.removing.store(1, Relaxed);
         }
         // SAFETY: Locked above, in this task.
         unsafe { bindings::mutex_unlock(&raw mut (*disk).open_mutex) };
@@ -379,17 +391,62 @@ impl<T: Operations> GenDisk<T> {
     }
 }
 
+impl<T: Operations> GenDisk<T> {
+    /// Deletes the disk (`del_gendisk`: it is gone from the system, no `submit_bio` runs or
+    /// starts after this) and returns what still waits for its bios in flight: dropping that
+    /// waits for them, then frees the disk and the queue data. Lets a caller that holds a lock
+    /// delete under it and wait after it.
+    pub(crate) fn delete(self) -> DeletedDisk<T> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is not dropped: the parts are taken once, here.
+        let parts = unsafe { ManuallyDrop::take(&mut this.parts) };
+        // SAFETY: Added (type invariant), deleted once.
+        unsafe { bindings::del_gendisk(this.disk.as_ptr()) };
+        // INVARIANT: deleted, not put; its parts.
+        DeletedDisk {
+            disk: this.disk,
+            parts,
+        }
+    }
+}
+
 impl<T: Operations> Drop for GenDisk<T> {
     fn drop(&mut self) {
-        // SAFETY: Added (type invariant). `del_gendisk` freezes the queue, so it returns once
-        // no `submit_bio` runs and lets no new one in; then the disk's own count goes and this
-        // waits for the bios the driver was handed and has not ended, which may still use the
-        // disk (their completion finds its state) and the queue data. After the wait nothing
-        // does, and the disk is put before the state and the data are freed.
+        // SAFETY: Dropped once: the parts are taken once, here, and the field is not used again.
+        let parts = unsafe { ManuallyDrop::take(&mut self.parts) };
+        // SAFETY: Added (type invariant), deleted once.
         unsafe { bindings::del_gendisk(self.disk.as_ptr()) };
-        self.state.put();
-        self.state.drained.wait_io();
-        // SAFETY: Deleted above; no bio of it is left.
+        // INVARIANT: deleted, not put; its parts. Its drop waits and puts.
+        drop(DeletedDisk::<T> {
+            disk: self.disk,
+            parts,
+        });
+    }
+}
+
+/// A disk deleted by [`GenDisk::delete`] (or `GenDisk`'s drop) whose bios may still be in flight.
+///
+/// # Invariants
+///
+/// `disk` was deleted (`del_gendisk`) and is not put yet; `parts` are its state and queue data,
+/// which bios it handed out may still use until `pending` drops to zero.
+pub(crate) struct DeletedDisk<T: Operations> {
+    disk: NonNull<bindings::gendisk>,
+    parts: DiskParts<T>,
+}
+
+// SAFETY: As `GenDisk`'s: it is waited for and put from any task.
+unsafe impl<T: Operations> Send for DeletedDisk<T> {}
+
+impl<T: Operations> Drop for DeletedDisk<T> {
+    fn drop(&mut self) {
+        // `del_gendisk` froze the queue, so no `submit_bio` runs or will run; the disk's own
+        // count goes and this waits for the bios the driver was handed and has not ended, which
+        // may still use the disk (their completion finds its state) and the queue data. After
+        // the wait nothing does, and the disk is put before the state and the data are freed.
+        self.parts.state.put();
+        self.parts.state.drained.wait_io();
+        // SAFETY: Deleted (type invariant); no bio of it is left.
         unsafe { bindings::put_disk(self.disk.as_ptr()) };
     }
 }
@@ -418,24 +475,31 @@ pub(crate) enum BioOp {
 ///
 /// `bio` was handed to the driver of a [`GenDisk`] by `submit_bio`, is counted in the disk's
 /// `pending`, and nothing has ended it; only this owns it. `start` is the time
-/// `bio_start_io_acct` returned for it, if its I/O is accounted.
-pub(crate) struct DiskBio {
+/// `bio_start_io_acct` returned for it, if its I/O is accounted. `'q` is the call of
+/// [`Operations::submit_bio`] it was handed to (invariant: it cannot be shortened or
+/// lengthened into another call's).
+pub(crate) struct DiskBio<'q> {
     bio: NonNull<bindings::bio>,
     start: Option<c_ulong>,
+    _call: PhantomData<fn(&'q ()) -> &'q ()>,
 }
 
 // SAFETY: A bio may be ended from any task or interrupt.
-unsafe impl Send for DiskBio {}
+unsafe impl Send for DiskBio<'_> {}
 
-impl DiskBio {
-    fn raw(&self) -> &bindings::bio {
-        // SAFETY: Valid until ended (type invariant), which consumes `self`.
-        unsafe { self.bio.as_ref() }
+impl<'q> DiskBio<'q> {
+    /// The bio's `bi_opf`. Its fields are read through the raw pointer, never a `&bio`: a
+    /// submitter may have chained other bios to it (`bio_chain`), whose completions write its
+    /// `bi_status` concurrently.
+    fn opf(&self) -> u32 {
+        // SAFETY: Valid until ended (type invariant), which consumes `self`; `bi_opf` is not
+        // written while the driver owns the bio.
+        unsafe { (*self.bio.as_ptr()).bi_opf }
     }
 
     /// The operation (`bio_op`).
     pub(crate) fn op(&self) -> BioOp {
-        match self.raw().bi_opf & ((1 << bindings::REQ_OP_BITS) - 1) {
+        match self.opf() & ((1 << bindings::REQ_OP_BITS) - 1) {
             bindings::req_op_REQ_OP_READ => BioOp::Read,
             bindings::req_op_REQ_OP_WRITE => BioOp::Write,
             bindings::req_op_REQ_OP_DISCARD => BioOp::Discard,
@@ -447,24 +511,26 @@ impl DiskBio {
 
     /// The first sector (`bi_iter.bi_sector`).
     pub(crate) fn sector(&self) -> u64 {
-        self.raw().bi_iter.bi_sector
+        // SAFETY: As in `opf`: the iterator is the driver's while it owns the bio.
+        unsafe { (*self.bio.as_ptr()).bi_iter.bi_sector }
     }
 
     /// The bytes it moves, discards or zeroes (`bi_iter.bi_size`); 0 for a flush.
     pub(crate) fn bytes(&self) -> u32 {
-        self.raw().bi_iter.bi_size
+        // SAFETY: As above.
+        unsafe { (*self.bio.as_ptr()).bi_iter.bi_size }
     }
 
     /// Whether the submitter asked not to wait (`REQ_NOWAIT`): it then gets `EAGAIN` rather
     /// than a sleep for memory or a tag.
     pub(crate) fn nowait(&self) -> bool {
-        self.raw().bi_opf & (1 << bindings::req_flag_bits___REQ_NOWAIT) != 0
+        self.opf() & (1 << bindings::req_flag_bits___REQ_NOWAIT) != 0
     }
 
     /// Whether its disk is read-only now (`bdev_read_only`; `BLKROSET` changes it).
     pub(crate) fn disk_read_only(&self) -> bool {
         // SAFETY: The bio's device is valid until it ends (type invariant).
-        unsafe { helpers::pindio_bdev_read_only(self.raw().bi_bdev) }
+        unsafe { helpers::pindio_bdev_read_only((*self.bio.as_ptr()).bi_bdev) }
     }
 
     /// Ends it with `result` (`bio_endio`).
@@ -530,23 +596,45 @@ impl DiskBio {
         if clone.is_null() {
             return self.end(Err(err));
         }
+        let from = self.sector();
+        // SAFETY: The bio and its disk are valid (type invariant).
+        let from_dev = unsafe { (*(*self.bio.as_ptr()).bi_bdev).bd_dev };
         // SAFETY: A new bio of `set`, ours alone until it is submitted: its front pad is a
-        // `RemapPad` (`RemapSet::new`), which takes the bio; `remap_end_io` ends it, once.
+        // `RemapPad` (`RemapSet::new`), which takes the bio, now with no lifetime (`'q` only kept
+        // it in the call that made it); `remap_end_io` ends it, once.
         unsafe {
             (*clone).bi_iter.bi_sector = sector;
             (*clone).bi_end_io = Some(remap_end_io);
-            RemapPad::of(clone).write(RemapPad { orig: self });
+            RemapPad::of(clone).write(RemapPad {
+                orig: self.into_unbranded(),
+            });
+            helpers::pindio_trace_block_bio_remap(clone, from_dev, from);
             bindings::submit_bio_noacct(clone);
         }
     }
 }
 
-impl Drop for DiskBio {
+impl<'q> DiskBio<'q> {
+    /// The same bio, for the front pad of its clone, whose completion ends it outside the call.
+    fn into_unbranded(self) -> DiskBio<'static> {
+        let this = ManuallyDrop::new(self);
+        // INVARIANT: the same bio, owned by the result alone (`ManuallyDrop` keeps `self` from
+        // ending it).
+        DiskBio {
+            bio: this.bio,
+            start: this.start,
+            _call: PhantomData,
+        }
+    }
+}
+
+impl Drop for DiskBio<'_> {
     fn drop(&mut self) {
         // An I/O error, once: `end_status` consumes a copy that owns the bio now.
         let this = DiskBio {
             bio: self.bio,
             start: self.start,
+            _call: PhantomData::<fn(&()) -> &()>,
         };
         // SAFETY: No preconditions.
         this.end_status(unsafe { bindings::errno_to_blk_status(EIO.to_errno()) });
@@ -555,7 +643,7 @@ impl Drop for DiskBio {
 
 /// What the front pad of a clone of [`DiskBio::remap`] holds: the bio it ends.
 struct RemapPad {
-    orig: DiskBio,
+    orig: DiskBio<'static>,
 }
 
 impl RemapPad {
@@ -594,10 +682,11 @@ unsafe extern "C" fn remap_end_io(clone: *mut bindings::bio) {
     pad.orig.end_status(status);
 }
 
-/// A bio set for the clones of [`DiskBio::remap`], with a front pad for the bio each clone ends
-/// and a rescuer: the clones are allocated inside `submit_bio`, where the ones submitted before
-/// are only issued once it returns, so an allocation that waits on the pool for them could wait
-/// forever; the rescuer issues them.
+/// A bio set for the clones of [`DiskBio::remap`], with a front pad for the bio each clone ends,
+/// as dm's clone bio set, and like it no rescuer: each bio gives one clone, and
+/// `__submit_bio_noacct` issues a clone to the lower device before it hands the driver the next
+/// bio of its own queue, so at most one clone of a set waits on a task's `current->bio_list`
+/// while the next is allocated, and the pool's reserve is freed by clones that were issued.
 ///
 /// # Invariants
 ///
@@ -611,7 +700,12 @@ pub(crate) struct RemapSet {
 
 impl RemapSet {
     /// The pad before each bio: a [`RemapPad`], whose size keeps the bio aligned.
-    const FRONT_PAD: usize = core::mem::size_of::<RemapPad>();
+    const FRONT_PAD: usize = {
+        let pad = core::mem::size_of::<RemapPad>();
+        assert!(pad % core::mem::align_of::<bindings::bio>() == 0);
+        assert!(core::mem::align_of::<RemapPad>() <= core::mem::align_of::<bindings::bio>());
+        pad
+    };
 
     /// A bio set of `BIO_POOL_SIZE` reserved clones (bios without vectors of their own).
     pub(crate) fn new() -> impl PinInit<Self, Error> {
@@ -624,7 +718,7 @@ impl RemapSet {
                     bs,
                     bindings::BIO_POOL_SIZE,
                     Self::FRONT_PAD as u32,
-                    bindings::BIOSET_NEED_RESCUER as i32,
+                    0,
                 )
             })),
         })
