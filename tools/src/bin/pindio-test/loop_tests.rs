@@ -60,6 +60,10 @@ impl<'d> Stacked<'d> {
         pindio::loop_path(self.index)
     }
 
+    pub(super) fn index(&self) -> u32 {
+        self.index
+    }
+
     pub(super) fn del(self) -> Result<()> {
         let (dev, index) = (self.dev, self.index);
         std::mem::forget(self);

@@ -17,6 +17,7 @@ mod fuzz;
 mod loop_tests;
 mod pin_tests;
 mod review_tests;
+mod stack_tests;
 mod stress_tests;
 
 fn device() -> Result<Device> {
@@ -317,6 +318,42 @@ const CASES: &[Case] = &[
     Case {
         name: "loop_huge_page_buffers",
         run: loop_tests::huge_page_buffers,
+    },
+    Case {
+        name: "stack_swap_device_refused",
+        run: stack_tests::swap_device_refused,
+    },
+    Case {
+        name: "stack_backing_made_read_only",
+        run: stack_tests::backing_made_read_only,
+    },
+    Case {
+        name: "stack_features_stacked_zoned_refused",
+        run: stack_tests::features_stacked_zoned_refused,
+    },
+    Case {
+        name: "stack_discard_and_write_zeroes_in_window",
+        run: stack_tests::discard_and_write_zeroes_in_window,
+    },
+    Case {
+        name: "stack_request_flags_kept",
+        run: stack_tests::request_flags_kept,
+    },
+    Case {
+        name: "stack_nowait_reads_eagain",
+        run: stack_tests::nowait_reads_eagain,
+    },
+    Case {
+        name: "stack_unprivileged_refused",
+        run: stack_tests::unprivileged_refused,
+    },
+    Case {
+        name: "stack_three_deep_under_parallel_io",
+        run: stack_tests::three_deep_under_parallel_io,
+    },
+    Case {
+        name: "stack_split_many_times_no_hang",
+        run: stack_tests::split_many_times_no_hang,
     },
     Case {
         name: "dio_pins_every_page",

@@ -282,10 +282,10 @@ pub fn pin_zero_bytes_keeps_no_handle() -> Result<()> {
 }
 
 /// Swap on a null_blk, undone on drop.
-struct SwapOn(&'static str);
+pub(super) struct SwapOn(&'static str);
 
 impl SwapOn {
-    fn new(path: &'static str) -> Result<Self> {
+    pub(super) fn new(path: &'static str) -> Result<Self> {
         for cmd in [["mkswap", path], ["swapon", path]] {
             let out = Command::new(cmd[0]).arg(cmd[1]).output().context(cmd[0])?;
             ensure!(
