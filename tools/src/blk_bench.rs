@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `pindio bench blk`: pindio's stacked device against the kernel's loop driver with direct I/O
-//! on (util-linux's `losetup --direct-io=on`, at the backing's logical block size), both on the same backing block device, driven the same way:
+//! `pindio bench blk`: pindio's stacked device against a peer on the same backing block device:
+//! the loop driver with direct I/O on (util-linux's `losetup --direct-io=on`, at the backing's
+//! logical block size), dm-linear (`dmsetup`), or the raw device, driven the same way:
 //! pread(O_DIRECT) one at a time, io_uring 32 at a time, and 1 MiB sequential reads and writes.
 //! Rates, ratios and rounds are those of `pindio bench dio` (see [`crate::dio_bench`]).
 
@@ -63,105 +64,195 @@ impl Side {
     }
 }
 
-/// Runs the comparison on the block device at `backing`, or only the path `only` selects (the
-/// `-kernel` side being the loop driver's).
-pub fn run(dev: &Device, backing: &str, secs: f64, rounds: u32, only: Option<Only>) -> Result<()> {
-    let b = open_blockdev(backing, true, false)?;
-    let size = (&b).seek(SeekFrom::End(0))?;
-    ensure!(size >= 64 << 20, "{backing} is too small ({size} bytes)");
-    let index = dev
-        .loop_add(b.as_raw_fd(), 0, 0, 0)
-        .context("PINDIO_IOC_LOOP_ADD")?;
-    let ours_path = crate::loop_path(index);
-    let ran = (|| -> Result<()> {
-        let lo = KernelLoop::new(backing, logical_block_size(&b)?, 0, 0)?;
-        let (mut ours, mut theirs) = (Side::new(&ours_path)?, Side::new(lo.path())?);
-        // A buffer for each side: the closures of a measurement each hold theirs.
-        let (mut buf1, mut buf2) = (
-            Buf::new(QD * 4096 + (1 << 20))?,
-            Buf::new(QD * 4096 + (1 << 20))?,
-        );
-        let (addr1, addr2) = (buf1.addr(), buf2.addr());
-        if only.is_none() {
-            println!(
-                "stacked devices on {backing} ({} MiB): {ours_path} against {} (loop, direct \
-                 I/O on); {rounds} rounds of {secs} s each (rates: the best round; ratio: of \
-                 the best rounds; median: of the rounds' ratios)",
-                size >> 20,
-                lo.path()
-            );
-            println!(
-                "{:<34} {:>12} {:>12} {:<6} {:>7} {:>7}",
-                "", "pindio-loop", "loop", "unit", "ratio", "median"
-            );
+/// What pindio's stacked device is compared with, on the same backing device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// The loop driver with direct I/O on (util-linux's `losetup --direct-io=on`).
+    Loop,
+    /// dm-linear over the whole device (`dmsetup create`), the kernel's own remapper.
+    DmLinear,
+    /// The backing device itself: the limit.
+    Raw,
+}
+
+impl Peer {
+    /// `loop`, `dm-linear` or `raw`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "loop" => Ok(Self::Loop),
+            "dm-linear" => Ok(Self::DmLinear),
+            "raw" => Ok(Self::Raw),
+            _ => Err(format!("not one of loop, dm-linear, raw: {s}")),
         }
-        let (mut r1, mut r2) = (Rng(0x9e37_79b9_7f4a_7c15), Rng(0x9e37_79b9_7f4a_7c15));
-        let qd1 = |side: &Side, rng: &mut Rng, b: &mut [u8]| {
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Loop => "loop",
+            Self::DmLinear => "dm-linear",
+            Self::Raw => "raw",
+        }
+    }
+}
+
+/// The dm device the comparison makes.
+const DM_NAME: &str = "pindio-bench-linear";
+
+/// Makes the device one side of the comparison drives over `backing` (pindio's stacked device,
+/// or `peer`), runs `f` on it and removes it again: each measurement makes its own, since
+/// dm-linear and pindio's device both claim the backing device and cannot be stacked on it at
+/// once. Making and removing are outside the measured time.
+fn with_side<T>(
+    dev: &Device,
+    backing: &str,
+    peer: Option<Peer>,
+    f: impl FnOnce(&mut Side) -> Result<T>,
+) -> Result<T> {
+    match peer {
+        None => {
+            let b = open_blockdev(backing, true, false)?;
+            let index = dev
+                .loop_add(b.as_raw_fd(), 0, 0, 0)
+                .context("PINDIO_IOC_LOOP_ADD")?;
+            drop(b);
+            let ran = Side::new(&crate::loop_path(index)).and_then(|mut s| f(&mut s));
+            let removed = dev.loop_del(index).context("PINDIO_IOC_LOOP_DEL");
+            ran.and_then(|v| removed.map(|()| v))
+        }
+        Some(Peer::Raw) => f(&mut Side::new(backing)?),
+        Some(Peer::Loop) => {
+            let b = open_blockdev(backing, false, false)?;
+            let lo = KernelLoop::new(backing, logical_block_size(&b)?, 0, 0)?;
+            f(&mut Side::new(lo.path())?)
+        }
+        Some(Peer::DmLinear) => {
+            let b = open_blockdev(backing, false, false)?;
+            let sectors = (&b).seek(SeekFrom::End(0))? >> 9;
+            drop(b);
+            let table = format!("0 {sectors} linear {backing} 0");
+            crate::host::run("dmsetup", &["create", DM_NAME, "--table", &table])?;
+            let ran = Side::new(&format!("/dev/mapper/{DM_NAME}")).and_then(|mut s| f(&mut s));
+            let removed = crate::host::run("dmsetup", &["remove", DM_NAME]).map(drop);
+            ran.and_then(|v| removed.map(|()| v))
+        }
+    }
+}
+
+/// Runs the comparison on the block device at `backing` against `peer`, or only the path `only`
+/// selects (the `-kernel` side being the peer's).
+pub fn run(
+    dev: &Device,
+    backing: &str,
+    peer: Peer,
+    secs: f64,
+    rounds: u32,
+    only: Option<Only>,
+) -> Result<()> {
+    let b = open_blockdev(backing, false, false)?;
+    let size = (&b).seek(SeekFrom::End(0))?;
+    drop(b);
+    ensure!(size >= 64 << 20, "{backing} is too small ({size} bytes)");
+    // A buffer for each side: the closures of a measurement each hold theirs.
+    let (mut buf1, mut buf2) = (
+        Buf::new(QD * 4096 + (1 << 20))?,
+        Buf::new(QD * 4096 + (1 << 20))?,
+    );
+    let (addr1, addr2) = (buf1.addr(), buf2.addr());
+    let how = |what: &str| format!("{}, {what}", peer.name());
+    if only.is_none() {
+        println!(
+            "stacked devices on {backing} ({} MiB): pindio-loop against {} made over it for \
+             each measurement; {rounds} rounds of {secs} s each (rates: the best round; ratio: \
+             of the best rounds; median: of the rounds' ratios)",
+            size >> 20,
+            peer.name()
+        );
+        println!(
+            "{:<34} {:>12} {:>12} {:<6} {:>7} {:>7}",
+            "",
+            "pindio-loop",
+            peer.name(),
+            "unit",
+            "ratio",
+            "median"
+        );
+    }
+    let (mut r1, mut r2) = (Rng(0x9e37_79b9_7f4a_7c15), Rng(0x9e37_79b9_7f4a_7c15));
+    let qd1 = |side: &Side, rng: &mut Rng, b: &mut [u8]| {
+        rate(secs, 1, || {
+            side.file.read_exact_at(b, rng.offset(size, 4096))?;
+            Ok(())
+        })
+    };
+    let (b1, b2) = (&mut buf1.bytes()[..1 << 20], &mut buf2.bytes()[..1 << 20]);
+    if let Some(c) = measure(
+        "qd1",
+        rounds,
+        only,
+        || with_side(dev, backing, None, |s| qd1(s, &mut r1, &mut b1[..4096])),
+        || {
+            with_side(dev, backing, Some(peer), |s| {
+                qd1(s, &mut r2, &mut b2[..4096])
+            })
+        },
+    )? {
+        report(
+            "stacked: 4 KiB rand read, QD1",
+            "IOPS",
+            1.0,
+            c,
+            &how("pread O_DIRECT"),
+        );
+    }
+    for write in [false, true] {
+        let (mut s1, mut s2) = (Seq::new(size), Seq::new(size));
+        let seq = |side: &Side, s: &mut Seq, b: &mut [u8]| {
             rate(secs, 1, || {
-                side.file.read_exact_at(b, rng.offset(size, 4096))?;
+                if write {
+                    side.file.write_all_at(b, s.next())?;
+                } else {
+                    side.file.read_exact_at(b, s.next())?;
+                }
                 Ok(())
             })
         };
-        let (b1, b2) = (&mut buf1.bytes()[..1 << 20], &mut buf2.bytes()[..1 << 20]);
+        let (name, what, kernel) = if write {
+            ("write", "stacked: 1 MiB seq write", "pwrite O_DIRECT")
+        } else {
+            ("read", "stacked: 1 MiB seq read", "pread O_DIRECT")
+        };
         if let Some(c) = measure(
-            "qd1",
+            name,
             rounds,
             only,
-            || qd1(&ours, &mut r1, &mut b1[..4096]),
-            || qd1(&theirs, &mut r2, &mut b2[..4096]),
+            || with_side(dev, backing, None, |d| seq(d, &mut s1, b1)),
+            || with_side(dev, backing, Some(peer), |d| seq(d, &mut s2, b2)),
         )? {
-            report(
-                "stacked: 4 KiB rand read, QD1",
-                "IOPS",
-                1.0,
-                c,
-                "loop, pread O_DIRECT",
-            );
+            report(what, "MB/s", 1e6 / (1 << 20) as f64, c, &how(kernel));
         }
-        for write in [false, true] {
-            let (mut s1, mut s2) = (Seq::new(size), Seq::new(size));
-            let seq = |side: &Side, s: &mut Seq, b: &mut [u8]| {
-                rate(secs, 1, || {
-                    if write {
-                        side.file.write_all_at(b, s.next())?;
-                    } else {
-                        side.file.read_exact_at(b, s.next())?;
-                    }
-                    Ok(())
-                })
-            };
-            let (name, what, how) = if write {
-                ("write", "stacked: 1 MiB seq write", "loop, pwrite O_DIRECT")
-            } else {
-                ("read", "stacked: 1 MiB seq read", "loop, pread O_DIRECT")
-            };
-            if let Some(c) = measure(
-                name,
-                rounds,
-                only,
-                || seq(&ours, &mut s1, b1),
-                || seq(&theirs, &mut s2, b2),
-            )? {
-                report(what, "MB/s", 1e6 / (1 << 20) as f64, c, how);
-            }
-        }
-        if let Some(c) = measure(
-            "batch",
-            rounds,
-            only,
-            || rate(secs, QD as u64, || ours.uring_batch(addr1, size, &mut r1)),
-            || rate(secs, QD as u64, || theirs.uring_batch(addr2, size, &mut r2)),
-        )? {
-            report(
-                "stacked: 4 KiB rand read, QD32",
-                "IOPS",
-                1.0,
-                c,
-                "loop, io_uring",
-            );
-        }
-        Ok(())
-    })();
-    let removed = dev.loop_del(index).context("PINDIO_IOC_LOOP_DEL");
-    ran.and(removed)
+    }
+    if let Some(c) = measure(
+        "batch",
+        rounds,
+        only,
+        || {
+            with_side(dev, backing, None, |s| {
+                rate(secs, QD as u64, || s.uring_batch(addr1, size, &mut r1))
+            })
+        },
+        || {
+            with_side(dev, backing, Some(peer), |s| {
+                rate(secs, QD as u64, || s.uring_batch(addr2, size, &mut r2))
+            })
+        },
+    )? {
+        report(
+            "stacked: 4 KiB rand read, QD32",
+            "IOPS",
+            1.0,
+            c,
+            &how("io_uring"),
+        );
+    }
+    Ok(())
 }

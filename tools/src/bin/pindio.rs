@@ -112,10 +112,16 @@ struct DioArgs {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// pindio's stacked device against the kernel's loop driver with direct I/O on, both on the
-    /// same backing block device (DEV), in the same boot; `--only`'s `-kernel` side is the loop
-    /// driver's.
-    Blk(BenchRun),
+    /// pindio's stacked device against a peer (`--peer`: the loop driver with direct I/O on,
+    /// dm-linear or the raw device) on the same backing block device (DEV), in the same boot;
+    /// `--only`'s `-kernel` side is the peer's.
+    Blk {
+        #[command(flatten)]
+        run: BenchRun,
+        /// loop, dm-linear or raw.
+        #[arg(long, default_value = "loop", value_parser = pindio::blk_bench::Peer::parse)]
+        peer: pindio::blk_bench::Peer,
+    },
     /// Time pinning + releasing a buffer: PINDIO_IOC_PIN_BENCH next to gup_test's
     /// PIN_FAST_BENCHMARK on the same buffer, in the same boot.
     Pin {
@@ -557,8 +563,8 @@ fn main() -> Result<()> {
         Command::Verify(a) => dio_verify(&dev, &a),
         Command::Loop(cmd) => loop_cmd(&dev, cmd),
         Command::Bench(Bench::Dio(b)) => dio_bench::run(&dev, &b.dev, b.secs, b.rounds, b.only),
-        Command::Bench(Bench::Blk(b)) => {
-            pindio::blk_bench::run(&dev, &b.dev, b.secs, b.rounds, b.only)
+        Command::Bench(Bench::Blk { run: b, peer }) => {
+            pindio::blk_bench::run(&dev, &b.dev, peer, b.secs, b.rounds, b.only)
         }
         Command::Bench(Bench::Pin {
             mib,
