@@ -398,13 +398,23 @@ impl<T: Operations> GenDisk<T> {
     /// delete under it and wait after it.
     pub(crate) fn delete(self) -> DeletedDisk<T> {
         let mut this = ManuallyDrop::new(self);
-        // SAFETY: `this` is not dropped: the parts are taken once, here.
-        let parts = unsafe { ManuallyDrop::take(&mut this.parts) };
+        // SAFETY: `this` is never dropped: this is the only call.
+        unsafe { this.take_deleted() }
+    }
+
+    /// Deletes the disk and moves its parts into the [`DeletedDisk`] that waits for its bios.
+    ///
+    /// # Safety
+    ///
+    /// Called once, after which `self` is not used (nor dropped, unless from its own drop).
+    unsafe fn take_deleted(&mut self) -> DeletedDisk<T> {
+        // SAFETY: Taken once, by the function's safety requirements.
+        let parts = unsafe { ManuallyDrop::take(&mut self.parts) };
         // SAFETY: Added (type invariant), deleted once.
-        unsafe { bindings::del_gendisk(this.disk.as_ptr()) };
+        unsafe { bindings::del_gendisk(self.disk.as_ptr()) };
         // INVARIANT: deleted, not put; its parts.
         DeletedDisk {
-            disk: this.disk,
+            disk: self.disk,
             parts,
         }
     }
@@ -412,15 +422,8 @@ impl<T: Operations> GenDisk<T> {
 
 impl<T: Operations> Drop for GenDisk<T> {
     fn drop(&mut self) {
-        // SAFETY: Dropped once: the parts are taken once, here, and the field is not used again.
-        let parts = unsafe { ManuallyDrop::take(&mut self.parts) };
-        // SAFETY: Added (type invariant), deleted once.
-        unsafe { bindings::del_gendisk(self.disk.as_ptr()) };
-        // INVARIANT: deleted, not put; its parts. Its drop waits and puts.
-        drop(DeletedDisk::<T> {
-            disk: self.disk,
-            parts,
-        });
+        // SAFETY: Dropped once, and not used after; the `DeletedDisk` waits and puts.
+        drop(unsafe { self.take_deleted() });
     }
 }
 

@@ -243,35 +243,72 @@ pub fn filesystem() -> Result<()> {
     r
 }
 
-/// The backing device's block layer, as its block tracepoint sees it: flush bios (`F` before
-/// the `W`) and FUA writes (`F` after it) queued to it while `f` runs.
-fn backing_flush_fua(backing: &str, f: impl FnOnce() -> Result<()>) -> Result<(usize, usize)> {
+/// The major and minor number of the block device node `path`.
+fn dev_numbers(path: &str) -> Result<(u32, u32)> {
+    let rdev = std::os::unix::fs::MetadataExt::rdev(&fs::metadata(path)?);
+    Ok((libc::major(rdev), libc::minor(rdev)))
+}
+
+/// The bios queued to each of `devs` while `f` runs (`block_bio_queue`): per device, its
+/// `(rwbs, sector, sectors)`.
+pub(super) fn queued_bios(
+    devs: &[&str],
+    f: impl FnOnce() -> Result<()>,
+) -> Result<Vec<Vec<(String, u64, u64)>>> {
     let t = "/sys/kernel/tracing";
     if fs::metadata(format!("{t}/events")).is_err() {
         run("mount", &["-t", "tracefs", "tracefs", t])?;
     }
-    let meta = fs::metadata(backing)?;
-    let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
-    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    let numbers: Vec<(u32, u32)> = devs.iter().map(|d| dev_numbers(d)).collect::<Result<_>>()?;
+    // The tracepoints print "major,minor"; their filter takes the kernel's dev_t.
+    let names: Vec<String> = numbers
+        .iter()
+        .map(|(ma, mi)| format!("{ma},{mi}"))
+        .collect();
+    let filter: Vec<String> = numbers
+        .iter()
+        .map(|(ma, mi)| format!("dev == {}", (ma << 20) | mi))
+        .collect();
     let ev = format!("{t}/events/block/block_bio_queue");
-    fs::write(
-        format!("{ev}/filter"),
-        format!("dev == {}", (major << 20) | minor),
-    )?;
+    fs::write(format!("{t}/buffer_size_kb"), "8192")?;
+    fs::write(format!("{ev}/filter"), filter.join(" || "))?;
     fs::write(format!("{t}/trace"), "")?;
     fs::write(format!("{ev}/enable"), "1")?;
     let ran = f();
     fs::write(format!("{ev}/enable"), "0")?;
+    fs::write(format!("{ev}/filter"), "0")?;
     ran?;
     let trace = fs::read_to_string(format!("{t}/trace"))?;
+    // "# entries-in-buffer/entries-written: 1234/1234": none was overwritten.
+    let counts = trace
+        .lines()
+        .find_map(|l| l.split("entries-in-buffer/entries-written: ").nth(1))
+        .and_then(|c| c.split_whitespace().next())
+        .context("no entries-written line in the trace")?;
+    let (kept, written) = counts.split_once('/').context("entries line")?;
+    ensure!(kept == written, "the trace kept {kept} of {written} events");
+    let mut out = vec![Vec::new(); devs.len()];
+    for line in trace
+        .lines()
+        .filter_map(|l| l.split("block_bio_queue: ").nth(1))
+    {
+        // "252,7 WFS 2048 + 8 [comm]"
+        let w: Vec<&str> = line.split_whitespace().collect();
+        ensure!(w.len() >= 5 && w[3] == "+", "unexpected trace line: {line}");
+        let Some(i) = names.iter().position(|n| n == w[0]) else {
+            continue;
+        };
+        out[i].push((w[1].to_string(), w[2].parse()?, w[4].parse()?));
+    }
+    Ok(out)
+}
+
+/// The backing device's block layer, as its block tracepoint sees it: flush bios (`F` before
+/// the `W`) and FUA writes (`F` after it) queued to it while `f` runs.
+fn backing_flush_fua(backing: &str, f: impl FnOnce() -> Result<()>) -> Result<(usize, usize)> {
+    let bios = queued_bios(&[backing], f)?;
     let (mut flushes, mut fua) = (0, 0);
-    for line in trace.lines().filter(|l| l.contains("block_bio_queue:")) {
-        // "... block_bio_queue: 252,7 FWS 0 + 0 [...]": the rwbs field follows the device.
-        let rwbs = line
-            .split("block_bio_queue:")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().nth(1))
-            .unwrap_or("");
+    for (rwbs, ..) in &bios[0] {
         if rwbs.starts_with('F') {
             flushes += 1;
         }

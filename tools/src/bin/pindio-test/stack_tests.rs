@@ -7,7 +7,7 @@
 //! that a hang fails the case instead of the whole guest.
 
 use super::dio_tests::{open, pread_direct, pwrite_direct};
-use super::loop_tests::Stacked;
+use super::loop_tests::{queued_bios, Stacked};
 use super::review_tests::SwapOn;
 use super::{device, expect_errno, pin_tests::pattern};
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -770,67 +770,6 @@ pub fn unprivileged_refused() -> Result<()> {
     ensure!(dev.loop_info(s.index()).is_ok(), "the device is gone");
     ensure!(dev.loops()?.len() == 1, "a device was added");
     s.del()
-}
-
-/// `major,minor` of the block device node `path`, as the block tracepoints print it.
-fn dev_name(path: &str) -> Result<String> {
-    let rdev = std::os::unix::fs::MetadataExt::rdev(&fs::metadata(path)?);
-    Ok(format!("{},{}", libc::major(rdev), libc::minor(rdev)))
-}
-
-/// The bios queued to each of `devs` while `f` runs (`block_bio_queue`): per device, its
-/// `(rwbs, sector, sectors)`.
-fn queued_bios(
-    devs: &[&str],
-    f: impl FnOnce() -> Result<()>,
-) -> Result<Vec<Vec<(String, u64, u64)>>> {
-    let t = "/sys/kernel/tracing";
-    if fs::metadata(format!("{t}/events")).is_err() {
-        pindio::host::run("mount", &["-t", "tracefs", "tracefs", t])?;
-    }
-    let names: Vec<String> = devs.iter().map(|d| dev_name(d)).collect::<Result<_>>()?;
-    let filter: Vec<String> = devs
-        .iter()
-        .map(|d| {
-            let rdev = std::os::unix::fs::MetadataExt::rdev(&fs::metadata(d)?);
-            Ok(format!(
-                "dev == {}",
-                (libc::major(rdev) << 20) | libc::minor(rdev)
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let ev = format!("{t}/events/block/block_bio_queue");
-    fs::write(format!("{t}/buffer_size_kb"), "8192")?;
-    fs::write(format!("{ev}/filter"), filter.join(" || "))?;
-    fs::write(format!("{t}/trace"), "")?;
-    fs::write(format!("{ev}/enable"), "1")?;
-    let ran = f();
-    fs::write(format!("{ev}/enable"), "0")?;
-    fs::write(format!("{ev}/filter"), "0")?;
-    ran?;
-    let trace = fs::read_to_string(format!("{t}/trace"))?;
-    // "# entries-in-buffer/entries-written: 1234/1234": none was overwritten.
-    let counts = trace
-        .lines()
-        .find_map(|l| l.split("entries-in-buffer/entries-written: ").nth(1))
-        .and_then(|c| c.split_whitespace().next())
-        .context("no entries-written line in the trace")?;
-    let (kept, written) = counts.split_once('/').context("entries line")?;
-    ensure!(kept == written, "the trace kept {kept} of {written} events");
-    let mut out = vec![Vec::new(); devs.len()];
-    for line in trace
-        .lines()
-        .filter_map(|l| l.split("block_bio_queue: ").nth(1))
-    {
-        // "252,7 WFS 2048 + 8 [comm]"
-        let w: Vec<&str> = line.split_whitespace().collect();
-        ensure!(w.len() >= 5 && w[3] == "+", "unexpected trace line: {line}");
-        let Some(i) = names.iter().position(|n| n == w[0]) else {
-            continue;
-        };
-        out[i].push((w[1].to_string(), w[2].parse()?, w[4].parse()?));
-    }
-    Ok(out)
 }
 
 /// Whether a `rwbs` string is of one kind of bio.
