@@ -551,10 +551,10 @@ impl<'q> DiskBio<'q> {
     fn end_status(self, status: bindings::blk_status_t) {
         let this = ManuallyDrop::new(self);
         let bio = this.bio.as_ptr();
+        // `ManuallyDrop` keeps `drop` from ending the bio again; after `bio_endio` only the
+        // state is used, which the disk keeps until this count is put.
         // SAFETY: Handed to the driver and not ended (type invariant): the bio, its disk and
-        // the disk's state are valid; `bio_endio` ends it once, here (`ManuallyDrop` keeps
-        // `drop` from ending it again), after which only the state is used, which the disk
-        // keeps until this count is put.
+        // the disk's state are valid; `bio_endio` ends it once, here.
         unsafe {
             let state = DiskState::of(bio);
             if let Some(start) = this.start {

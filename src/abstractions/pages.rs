@@ -411,10 +411,10 @@ impl<S: PageSlots, R: Release> Batch<S, R> {
     pub(crate) fn segments(&self) -> impl Iterator<Item = (IoPage<'_, R::Dir>, usize, usize)> {
         self.raw_segments().filter_map(|(page, offset, len)| {
             let page = NonNull::new(page)?;
-            // SAFETY: By the type invariant the page is valid until the batch is dropped, which
-            // outlives the borrow of `self` that the returned page carries; it was pinned with
-            // `FOLL_WRITE` or listed from a buffer borrowed mutably if the batch's direction is
-            // `FromDevice`.
+            // A batch of direction `FromDevice` was pinned with `FOLL_WRITE` or listed from a
+            // buffer borrowed mutably.
+            // SAFETY: The page is valid until the batch is dropped (type invariant), which
+            // outlives the borrow of `self` the returned page carries; writable as above.
             let page = unsafe { IoPage::from_raw(page) };
             Some((page, offset, len))
         })
